@@ -1,0 +1,120 @@
+"""What every policy-gradient algorithm here shares: episodes -> batch, and the loss.
+
+An algorithm is a dataclass of settings (its defaults are the paper's) registered
+under a name; subclasses override `prepare` or `loss` only where the method differs.
+The training loop never branches on an algorithm's name.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from agentrl.algorithms.advantages import advantage_estimator
+from agentrl.algorithms.losses import aggregate, clipped_surrogate, ratio_bounds
+from agentrl.episode import Episode
+
+
+@dataclass
+class Sample:
+    """One training sequence with what the loss needs."""
+
+    token_ids: list[int]
+    loss_mask: list[int]
+    behaviour_logprobs: list[float]
+    advantage: float
+    episode: int  # index of its episode within the batch
+    weight: float = 1.0  # per-sample loss weight (e.g. duration-aware updates)
+
+
+@dataclass
+class Batch:
+    samples: list[Sample]
+    episodes: list[Episode]  # the episodes that made it into `samples`, indexed by Sample.episode
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PolicyGradient:
+    advantage: str = "loo"  # a name in ADVANTAGE_ESTIMATORS
+    ratio_clip: str = "loop"  # "loop": [1/(1+eps), 1+eps]; "ppo": [1-eps, 1+eps_high]
+    clip_eps: float = 0.1
+    clip_eps_high: float | None = None
+    aggregation: str = "episode_mean"  # or "token_mean"
+    min_abs_advantage: float = 0.01  # drop episodes whose |A| is below this (they carry ~no signal)
+    epochs: int = 2
+    minibatch_episodes: int = 32  # 0 = the whole batch in one step
+    tis_cap: float | None = None  # truncate importance weights pi_old/pi_behaviour at this value
+
+    def validate(self) -> None:
+        advantage_estimator(self.advantage)
+        ratio_bounds(self.ratio_clip, self.clip_eps, self.clip_eps_high)
+        if self.aggregation not in ("episode_mean", "token_mean"):
+            raise ValueError(f"aggregation must be episode_mean or token_mean, got {self.aggregation!r}")
+        if self.epochs < 1 or self.minibatch_episodes < 0:
+            raise ValueError("epochs must be >= 1 and minibatch_episodes >= 0")
+        if self.clip_eps <= 0:
+            raise ValueError("clip_eps must be > 0")
+
+    # -- episodes -> batch ---------------------------------------------------
+    def assign_advantages(self, episodes: list[Episode]) -> None:
+        """Group by group_id (the K rollouts of a task) and set each episode's advantage."""
+        estimate = advantage_estimator(self.advantage)
+        groups: dict[str, list[Episode]] = defaultdict(list)
+        for ep in episodes:
+            groups[ep.group_id].append(ep)
+        for members in groups.values():
+            for ep, adv in zip(members, estimate(np.array([e.reward for e in members]))):
+                ep.advantage = float(adv)
+
+    def prepare(self, episodes: list[Episode]) -> Batch:
+        usable = [e for e in episodes if not e.failed]  # a crash is not the policy's doing
+        self.assign_advantages(usable)
+        kept = [e for e in usable if abs(e.advantage) >= self.min_abs_advantage and e.num_policy_tokens > 0]
+        samples = [
+            Sample(s.token_ids, s.loss_mask, s.logprobs, ep.advantage, i, self.sample_weight(ep))
+            for i, ep in enumerate(kept) for s in ep.sequences()
+        ]
+        metrics = {
+            "batch/failed_episodes": float(len(episodes) - len(usable)),
+            "batch/kept_fraction": len(kept) / max(len(episodes), 1),
+            "batch/advantage_abs_mean": float(np.mean([abs(e.advantage) for e in kept])) if kept else 0.0,
+        }
+        return Batch(samples, kept, metrics)
+
+    def sample_weight(self, episode: Episode) -> float:
+        return 1.0
+
+    # -- the loss ------------------------------------------------------------
+    def loss(
+        self, logp: torch.Tensor, old_logp: torch.Tensor, behaviour_logp: torch.Tensor,
+        advantages: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor, owner: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """All tensors are [rows, tokens] except advantages/weights/owner ([rows])."""
+        low, high = ratio_bounds(self.ratio_clip, self.clip_eps, self.clip_eps_high)
+        token_loss, clipped = clipped_surrogate(logp, old_logp, advantages[:, None], low, high)
+        token_loss = token_loss * weights[:, None]
+        if self.tis_cap is not None:
+            token_loss = token_loss * torch.exp(old_logp - behaviour_logp).clamp(max=self.tis_cap).detach()
+        loss = aggregate(token_loss, mask, owner, self.aggregation)
+        m = mask.float()
+        return loss, {"loss/clip_fraction": float((clipped * m).sum() / m.sum().clamp(min=1))}
+
+
+ALGORITHMS: dict[str, type[PolicyGradient]] = {}
+
+
+def register_algorithm(name: str) -> Callable[[type[PolicyGradient]], type[PolicyGradient]]:
+    def add(cls: type[PolicyGradient]) -> type[PolicyGradient]:
+        ALGORITHMS[name] = cls
+        return cls
+    return add
+
+
+def make_algorithm(name: str, **overrides) -> PolicyGradient:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r} (known: {', '.join(sorted(ALGORITHMS))})")
+    return ALGORITHMS[name](**overrides)

@@ -1,0 +1,106 @@
+"""The `agentrl` command line.
+
+Each subcommand is a pair of small functions registered in `SUBCOMMANDS`:
+`add_arguments(parser)` declares its options and `run(args) -> int` does the work.
+Heavy libraries (torch, transformers) are imported inside `run` so that
+`agentrl --help` stays fast. To add a subcommand, write the two functions and
+add one entry to `SUBCOMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------- build-model
+
+
+def _build_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME",
+        help="installed environment whose text trains the tokenizer (repeatable)",
+    )
+    parser.add_argument(
+        "--extra-text-file", action="append", default=[], type=Path, metavar="FILE",
+        help="a UTF-8 text file added to the tokenizer corpus as one text (repeatable)",
+    )
+    parser.add_argument("--n-tasks", type=int, default=200, help="train tasks played per environment")
+    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--kv-heads", type=int, default=None, help="default: same as --heads")
+    parser.add_argument("--intermediate-size", type=int, default=384)
+    parser.add_argument("--max-position-embeddings", type=int, default=2048)
+    parser.add_argument("--arch", choices=["qwen2", "llama"], default="qwen2")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _build_model_run(args: argparse.Namespace) -> int:
+    import json
+
+    from agentrl.env import env_config_class
+    from agentrl.model_builder import build_local_model
+
+    env_configs = [env_config_class(name)() for name in args.env]
+    extra_texts = [path.read_text(encoding="utf-8") for path in args.extra_text_file]
+    out = build_local_model(
+        args.out,
+        env_configs=env_configs,
+        extra_texts=extra_texts,
+        vocab_size=args.vocab_size,
+        n_tasks=args.n_tasks,
+        seed=args.seed,
+        arch=args.arch,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=args.kv_heads,
+        intermediate_size=args.intermediate_size,
+        max_position_embeddings=args.max_position_embeddings,
+    )
+    info = json.loads((out / "agentrl_model.json").read_text())
+    print(f"built {info['arch']} model at {out}")
+    print(f"  parameters: {info['num_parameters']:,}")
+    print(f"  vocab size: {info['vocab_size']} (requested {info['requested_vocab_size']})")
+    print(
+        f"  layers={info['num_layers']} hidden={info['hidden_size']} heads={info['num_heads']}"
+        f" kv_heads={info['num_kv_heads']} intermediate={info['intermediate_size']}"
+    )
+    print(f"  envs: {', '.join(args.env) or 'none'}; corpus texts: {info['corpus_texts']}")
+    return 0
+
+
+# ------------------------------------------------------------------- registry
+
+SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
+    "build-model": (
+        "build a tiny local tokenizer + model checkpoint from environment text",
+        _build_model_arguments,
+        _build_model_run,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentrl", description="RL for multi-turn LLM agents.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args._run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""The engine interface: token ids in, token ids + behaviour logprobs out."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int | None = None  # per request: the same seed gives the same sample, batched or not
+    stop_token_ids: list[int] = field(default_factory=list)  # besides the tokenizer's eos
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    logprobs: list[float]  # logprob of each sampled token under the sampling distribution
+    finish_reason: str  # "stop" (eos/stop token, included in token_ids) or "length"
+
+
+@dataclass
+class WeightUpdate:
+    """New policy weights for an engine: a LoRA adapter or a full state dict.
+
+    `version` counts learner updates so engines and logs can tell policies apart.
+    """
+
+    kind: str  # "lora" | "full"
+    state_dict: dict[str, Any]
+    version: int
+    peft_config: Any = None  # peft.LoraConfig when kind == "lora"
+
+    def save(self, directory: str | Path) -> Path:
+        """Write as a peft adapter dir or a safetensors file (for servers that load from disk)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict.items()}
+        if self.kind == "lora":
+            self.peft_config.save_pretrained(str(directory))
+            save_file(tensors, str(directory / "adapter_model.safetensors"))
+        else:
+            save_file(tensors, str(directory / "model.safetensors"))
+        return directory
+
+
+class Engine(abc.ABC):
+    """Generates completions for token-id prompts; many calls may be in flight at once."""
+
+    tokenizer: Any
+    max_model_len: int
+
+    @abc.abstractmethod
+    async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
+        ...
+
+    @abc.abstractmethod
+    def sync(self, update: WeightUpdate) -> None:
+        """Serve `update`'s weights from now on."""
+
+    def close(self) -> None:
+        """Stop workers/servers. Safe to call twice."""

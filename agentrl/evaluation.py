@@ -1,0 +1,48 @@
+"""Evaluate a policy on seeded held-out tasks and summarise the episodes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from agentrl.engines.base import Engine
+from agentrl.env import EnvConfig
+from agentrl.episode import Episode
+from agentrl.rollout import RolloutConfig, collect_sync
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10  # iterations between evaluations (0 = only before and after training)
+    tasks: int = 100
+    split: str = "test"
+    seed: int = 12345
+    temperature: float = 0.0  # 0 = greedy
+
+    def validate(self) -> None:
+        if self.tasks < 0 or self.every < 0:
+            raise ValueError("tasks and every must be >= 0")
+
+
+def summarize(episodes: list[Episode]) -> dict[str, float]:
+    """Success rate, mean reward, mean steps, invalid-action rate and failures of a set of episodes."""
+    if not episodes:
+        return {"success_rate": 0.0, "mean_reward": 0.0, "mean_steps": 0.0, "invalid_action_rate": 0.0, "failed": 0.0}
+    steps = sum(e.num_turns for e in episodes)
+    return {
+        "success_rate": float(np.mean([e.success for e in episodes])),
+        "mean_reward": float(np.mean([e.reward for e in episodes])),
+        "mean_steps": steps / len(episodes),
+        "invalid_action_rate": sum(e.invalid_actions for e in episodes) / max(steps, 1),
+        "failed": float(sum(e.failed for e in episodes)),
+    }
+
+
+def evaluate(
+    engine: Engine, env_config: EnvConfig, rollout: RolloutConfig, cfg: EvalConfig,
+) -> tuple[dict[str, float], list[Episode]]:
+    tasks = env_config.tasks(cfg.split, cfg.tasks, cfg.seed)
+    episodes = collect_sync(
+        engine, env_config, tasks, 1, replace(rollout, temperature=cfg.temperature), seed=cfg.seed, group_prefix="eval/",
+    )
+    return summarize(episodes), episodes

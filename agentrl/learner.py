@@ -1,0 +1,250 @@
+"""The learner: accelerate + peft. Recomputes logprobs, runs clipped policy-gradient
+epochs over shuffled minibatches, exports weights for the engine, checkpoints.
+
+LoRA is the default (r/alpha/targets configurable); `lora.enabled=false` trains all
+weights. DeepSpeed/multi-process runs come from `accelerate launch` with a config
+from `launch/`; nothing here is CPU-specific.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from agentrl.algorithms.base import Batch, PolicyGradient, Sample
+from agentrl.engines.base import WeightUpdate
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
+
+
+@dataclass
+class LearnerConfig:
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    max_grad_norm: float = 0.1
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    total_steps: int = 0  # for the cosine schedule
+    dtype: str = "float32"  # float32 | bfloat16
+    max_tokens_per_microbatch: int = 16384  # gradient accumulation inside a minibatch above this
+    gradient_checkpointing: bool = False
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def validate(self) -> None:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and self.total_steps <= 0:
+            raise ValueError("total_steps must be > 0 with lr_schedule=cosine")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+
+class Learner:
+    def __init__(self, model: str, cfg: LearnerConfig, accelerator=None, seed: int = 0) -> None:
+        from accelerate import Accelerator
+        from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup, get_constant_schedule_with_warmup
+
+        self.cfg, self.seed = cfg, seed
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        net = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, cfg.dtype))
+        if cfg.gradient_checkpointing:
+            net.gradient_checkpointing_enable()
+        if cfg.lora.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            net = get_peft_model(net, LoraConfig(
+                r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM",
+            ))
+        params = [p for p in net.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas))
+        if cfg.lr_schedule == "cosine":
+            scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.total_steps)
+        else:
+            scheduler = get_constant_schedule_with_warmup(optimizer, cfg.warmup_steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(net, optimizer, scheduler)
+        self.optimizer_steps = 0
+        self.version = 0  # policy updates so far (one per `update` call)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    # -- log-probabilities ---------------------------------------------------
+    def token_logprobs(self, samples: list[Sample], temperature: float = 1.0) -> torch.Tensor:
+        """[rows, T] logprob of each token given the ones before it (0 at position 0 / padding)."""
+        ids, attention = self._pad([s.token_ids for s in samples], 0)
+        logits = self.model(input_ids=ids, attention_mask=attention).logits.float()
+        logp = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)
+        picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        return torch.nn.functional.pad(picked, (1, 0))
+
+    def _pad(self, rows: list[list], value) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        dtype = torch.float32 if isinstance(value, float) else torch.long
+        out = torch.full((len(rows), width), value, dtype=dtype)
+        present = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):  # right padding: causal positions of real tokens are unchanged
+            out[i, : len(r)] = torch.tensor(r, dtype=dtype)
+            present[i, : len(r)] = 1
+        return out.to(self.device), present.to(self.device)
+
+    def _microbatches(self, samples: list[Sample]) -> list[list[Sample]]:
+        """Split by episode boundaries so no microbatch exceeds the token budget (when it can)."""
+        chunks, current, tokens, last_episode = [], [], 0, None
+        for s in samples:
+            if current and s.episode != last_episode and tokens + len(s.token_ids) > self.cfg.max_tokens_per_microbatch:
+                chunks.append(current)
+                current, tokens = [], 0
+            current.append(s)
+            tokens += len(s.token_ids)
+            last_episode = s.episode
+        return chunks + ([current] if current else [])
+
+    # -- the RL update -------------------------------------------------------
+    def update(self, batch: Batch, algorithm: PolicyGradient, temperature: float = 1.0) -> dict[str, float]:
+        self.version += 1
+        if not batch.samples:
+            return {"update/skipped": 1.0}
+        self.model.eval()
+        with torch.no_grad():
+            old = [self.token_logprobs(mb, temperature).cpu() for mb in self._microbatches(batch.samples)]
+        # unpadded rows, one per sample, in batch order
+        old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
+        metrics = self._mismatch(batch.samples, old_by_sample)
+
+        self.model.train()
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
+        n_episodes = len(batch.episodes)
+        per_step = algorithm.minibatch_episodes or n_episodes
+        by_episode: dict[int, list[int]] = {}
+        for i, s in enumerate(batch.samples):
+            by_episode.setdefault(s.episode, []).append(i)
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(algorithm.epochs):
+            order = torch.randperm(n_episodes, generator=gen).tolist()
+            for start in range(0, n_episodes, per_step):
+                episodes = order[start: start + per_step]
+                rows = [i for e in episodes for i in by_episode[e]]
+                step_metrics = self._step(batch.samples, old_by_sample, rows, algorithm, temperature)
+                for k, v in step_metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+        metrics.update({k: v / steps for k, v in sums.items()})
+        metrics["update/optimizer_steps"] = float(steps)
+        return metrics
+
+    def _step(self, samples, old_by_sample, rows, algorithm, temperature) -> dict[str, float]:
+        chosen = [samples[i] for i in rows]
+        old_of = {id(samples[i]): old_by_sample[i] for i in rows}
+        n_episodes = len({s.episode for s in chosen})
+        n_tokens = sum(sum(s.loss_mask) for s in chosen)
+        total, logs = 0.0, {}
+        for mb in self._microbatches(chosen):
+            mask, _ = self._pad([s.loss_mask for s in mb], 0)
+            behaviour, _ = self._pad([s.behaviour_logprobs for s in mb], 0.0)
+            old = torch.nn.utils.rnn.pad_sequence([old_of[id(s)] for s in mb], batch_first=True).to(self.device)
+            episodes = sorted({s.episode for s in mb})
+            owner = torch.tensor([episodes.index(s.episode) for s in mb], device=self.device)
+            adv = torch.tensor([s.advantage for s in mb], dtype=torch.float32, device=self.device)
+            weights = torch.tensor([s.weight for s in mb], dtype=torch.float32, device=self.device)
+            logp = self.token_logprobs(mb, temperature)
+            loss, logs = algorithm.loss(logp, old, behaviour, adv, weights, mask, owner)
+            # each microbatch's share of the minibatch mean
+            if algorithm.aggregation == "episode_mean":
+                share = len(episodes) / n_episodes
+            else:
+                share = mask.sum().item() / max(n_tokens, 1)
+            self.accelerator.backward(loss * share)
+            total += loss.item() * share
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_steps += 1
+        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs}
+
+    def _mismatch(self, samples: list[Sample], old: list[torch.Tensor]) -> dict[str, float]:
+        """How far the learner's logprobs are from the engine's (same weights, different kernels)."""
+        diffs = []
+        for s, row in zip(samples, old):
+            m = torch.tensor(s.loss_mask, dtype=torch.bool)
+            diffs.append((row[: len(s.loss_mask)][m] - torch.tensor(s.behaviour_logprobs)[m]).abs())
+        d = torch.cat(diffs) if diffs else torch.zeros(1)
+        return {"logprob_mismatch/mean_abs": float(d.mean()), "logprob_mismatch/max_abs": float(d.max())}
+
+    # -- supervised warm start -----------------------------------------------
+    def sft_step(self, samples: list[Sample]) -> dict[str, float]:
+        """One optimizer step of token-mean cross-entropy on the masked (policy) tokens."""
+        self.model.train()
+        n_tokens = sum(sum(s.loss_mask) for s in samples)
+        total = 0.0
+        for mb in self._microbatches(samples):
+            mask, _ = self._pad([s.loss_mask for s in mb], 0)
+            logp = self.token_logprobs(mb)
+            loss = -(logp * mask).sum() / max(n_tokens, 1)
+            self.accelerator.backward(loss)
+            total += loss.item()
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_steps += 1
+        return {"sft/loss": total, "sft/grad_norm": float(grad_norm), "sft/lr": self.scheduler.get_last_lr()[0]}
+
+    # -- weights out ---------------------------------------------------------
+    def export_weights(self) -> WeightUpdate:
+        net = self.accelerator.unwrap_model(self.model)
+        if self.cfg.lora.enabled:
+            from peft import get_peft_model_state_dict
+
+            sd = {k: v.detach().clone() for k, v in get_peft_model_state_dict(net).items()}
+            return WeightUpdate("lora", sd, self.version, peft_config=net.peft_config["default"])
+        return WeightUpdate("full", {k: v.detach().clone() for k, v in net.state_dict().items()}, self.version)
+
+    def save_pretrained(self, directory: str | Path, tokenizer=None, merge: bool = True) -> Path:
+        """A standalone HF checkpoint (LoRA merged in by default) others can load by path."""
+        import copy
+
+        directory = Path(directory)
+        net = self.accelerator.unwrap_model(self.model)
+        if self.cfg.lora.enabled:
+            net.save_pretrained(str(directory / "adapter"))
+            if merge:
+                net = copy.deepcopy(net).merge_and_unload()
+        if not self.cfg.lora.enabled or merge:
+            net.save_pretrained(str(directory))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(directory))
+        return directory
+
+    # -- checkpoints ---------------------------------------------------------
+    def save_checkpoint(self, directory: str | Path) -> None:
+        """Model, optimizer, scheduler and RNG states (accelerate), plus our counters."""
+        directory = Path(directory)
+        self.accelerator.save_state(str(directory))
+        (directory / "learner_state.json").write_text(
+            json.dumps({"optimizer_steps": self.optimizer_steps, "version": self.version})
+        )
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.accelerator.load_state(str(directory))
+        state = json.loads((directory / "learner_state.json").read_text())
+        self.optimizer_steps, self.version = state["optimizer_steps"], state["version"]

@@ -1,0 +1,84 @@
+"""Supervised warm start on an environment's expert demonstrations.
+
+Demonstrations are played through the real rollout (a scripted engine feeding the
+expert's actions), so their token layout is exactly what the policy will see in RL.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agentrl.algorithms.base import Sample
+from agentrl.chat import ChatFormat
+from agentrl.engines.scripted import ScriptedEngine
+from agentrl.env import EnvConfig, Task
+from agentrl.episode import Episode
+from agentrl.learner import Learner, LearnerConfig, LoraSettings
+from agentrl.rollout import RolloutConfig, run_episode
+
+
+@dataclass
+class SFTConfig:
+    tasks: int = 1000  # demonstrations (train tasks solved by the env's expert)
+    steps: int = 800
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
+
+    def validate(self) -> None:
+        if self.tasks < 1 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("tasks, steps and batch_size must be >= 1")
+
+
+def demonstration_episodes(
+    env_config: EnvConfig, tasks: list[Task], tokenizer, rollout: RolloutConfig, max_model_len: int,
+) -> list[Episode]:
+    """The expert's successful episodes on `tasks`, tokenized as rollouts are."""
+    chat = ChatFormat(tokenizer)
+
+    async def play(i: int, task: Task) -> Episode | None:
+        actions = env_config.expert_actions(task)
+        if actions is None:
+            return None
+        engine = ScriptedEngine(tokenizer, actions, max_model_len)
+        return await run_episode(engine, env_config, task, rollout, chat, group_id=f"demo/{i}", episode_index=i, seed=0)
+
+    async def play_all():
+        return await asyncio.gather(*(play(i, t) for i, t in enumerate(tasks)))
+
+    return [e for e in asyncio.run(play_all()) if e is not None and e.success]
+
+
+def train_sft(
+    model: str, env_config: EnvConfig, rollout: RolloutConfig, cfg: SFTConfig, output_dir: str | Path,
+) -> Path:
+    """SFT `model` on expert demonstrations and save the result as an HF checkpoint."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    learner = Learner(model, LearnerConfig(
+        lr=cfg.lr, weight_decay=0.0, max_grad_norm=cfg.max_grad_norm, lr_schedule="cosine",
+        warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, lora=cfg.lora,
+    ), seed=cfg.seed)
+    max_len = learner.accelerator.unwrap_model(learner.model).config.max_position_embeddings
+    tasks = env_config.tasks("train", cfg.tasks, cfg.seed)
+    demos = demonstration_episodes(env_config, tasks, tokenizer, rollout, max_len)
+    samples = [Sample(s.token_ids, s.loss_mask, s.logprobs, 0.0, i) for i, e in enumerate(demos) for s in e.sequences()]
+    if not samples:
+        raise ValueError("no demonstrations: the environment's expert solved none of the tasks")
+    print(f"[sft] {len(demos)} demonstrations, {len(samples)} sequences, {cfg.steps} steps", flush=True)
+    rng = np.random.default_rng(cfg.seed)
+    t0 = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        picked = rng.choice(len(samples), size=min(cfg.batch_size, len(samples)), replace=False)
+        stats = learner.sft_step([samples[i] for i in picked])
+        if step % max(cfg.steps // 8, 1) == 0 or step == cfg.steps:
+            print(f"[sft] step {step}/{cfg.steps}  loss={stats['sft/loss']:.4f}  {time.perf_counter() - t0:.0f}s", flush=True)
+    return learner.save_pretrained(output_dir, tokenizer)

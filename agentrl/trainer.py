@@ -1,0 +1,198 @@
+"""The training loop: sample tasks, roll out, prepare, update, sync, log, evaluate, checkpoint."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentrl.algorithms import LOOP, PolicyGradient
+from agentrl.engines.base import Engine
+from agentrl.env import EnvConfig
+from agentrl.evaluation import EvalConfig, evaluate
+from agentrl.learner import Learner, LearnerConfig
+from agentrl.rollout import RolloutConfig, collect_sync
+from agentrl.run_log import RunLog, episode_metrics
+from agentrl.tasks import TaskSampler
+
+
+@dataclass
+class EngineConfig:
+    backend: str = "hf"
+    dtype: str = "float32"
+    max_batch_size: int = 256
+    max_model_len: int | None = None
+
+    def validate(self) -> None:
+        if self.backend not in ("hf",):
+            raise ValueError(f"backend must be one of: hf (got {self.backend!r})")
+
+
+def make_engine(model: str, cfg: EngineConfig, seed: int = 0) -> Engine:
+    from agentrl.engines.hf import HFEngine
+
+    return HFEngine(model, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size, max_model_len=cfg.max_model_len, seed=seed)
+
+
+@dataclass
+class TrainConfig:
+    model: str = ""  # any HF model id or local checkpoint directory
+    output_dir: str = "runs/agentrl"
+    seed: int = 0
+    iterations: int = 200
+    tasks_per_iteration: int = 40
+    rollouts_per_task: int = 6  # K: the group each task's advantages are computed in
+    task_pool: int = 0  # 0 = fresh train tasks every iteration; N = draw from N fixed tasks
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue from the newest checkpoint in output_dir
+    save_episodes: int = 16  # sampled episodes written per iteration
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: PolicyGradient = field(default_factory=LOOP)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ValueError("model is required: an HF model id or a local checkpoint directory")
+        if self.iterations < 0 or self.tasks_per_iteration < 1 or self.rollouts_per_task < 1:
+            raise ValueError("iterations must be >= 0, tasks_per_iteration and rollouts_per_task >= 1")
+        if type(self.env) is EnvConfig:
+            raise ValueError("env: no environment chosen (a recipe sets one, e.g. SokobanConfig())")
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg = cfg
+        set_seed(cfg.seed)
+        trackers = [t for t in cfg.trackers if t]
+        self.accelerator = Accelerator(log_with=trackers or None, project_dir=cfg.output_dir)
+        self.log = RunLog(cfg.output_dir, self.accelerator, enabled=self.accelerator.is_main_process)
+        if self.accelerator.is_main_process:
+            from agentrl.config import save_config
+
+            save_config(cfg, Path(cfg.output_dir) / "config.yaml")
+        if trackers:
+            from agentrl.config import config_to_dict
+
+            self.accelerator.init_trackers("agentrl", config=_flat(config_to_dict(cfg)))
+        self.learner = Learner(cfg.model, cfg.learner, self.accelerator, seed=cfg.seed)
+        self.engine = make_engine(cfg.model, cfg.engine, cfg.seed)
+        self.engine.sync(self.learner.export_weights())
+        self.sampler = TaskSampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.task_pool)
+
+    def fit(self) -> dict[str, float]:
+        """Train for `cfg.iterations`; returns the last evaluation's metrics."""
+        cfg, last_eval = self.cfg, {}
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run still shuts down cleanly
+        try:
+            start = self._resume() if cfg.resume else 0
+            if start == 0:
+                last_eval = self.evaluate(0)
+            for it in range(start, cfg.iterations):
+                t0 = time.perf_counter()
+                tasks = self.sampler.sample(it)
+                episodes = collect_sync(
+                    self.engine, cfg.env, tasks, cfg.rollouts_per_task, cfg.rollout, seed=cfg.seed * 7_919 + it,
+                )
+                t1 = time.perf_counter()
+                batch = cfg.algorithm.prepare(episodes)
+                stats = self.learner.update(batch, cfg.algorithm, cfg.rollout.temperature)
+                self.engine.sync(self.learner.export_weights())
+                t2 = time.perf_counter()
+                done = it + 1
+                self.log.write(done, {
+                    **episode_metrics(episodes, "train"), **batch.metrics, **stats,
+                    "time/rollout_s": t1 - t0, "time/update_s": t2 - t1,
+                })
+                self.log.episodes(f"train_{done:05d}", episodes, cfg.save_episodes)
+                _print_iteration(done, cfg.iterations, episodes, stats, t2 - t0)
+                if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.iterations:
+                    last_eval = self.evaluate(done)
+                if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.iterations:
+                    self.checkpoint(done)
+            if self.accelerator.is_main_process:
+                self.learner.save_pretrained(Path(cfg.output_dir) / "final", self.engine.tokenizer)
+            return last_eval
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
+    def evaluate(self, iteration: int) -> dict[str, float]:
+        if not self.cfg.eval.tasks:
+            return {}
+        summary, episodes = evaluate(self.engine, self.cfg.env, self.cfg.rollout, self.cfg.eval)
+        metrics = {f"eval/{k}": v for k, v in summary.items()}
+        self.log.write(iteration, metrics)
+        self.log.episodes(f"eval_{iteration:05d}", episodes, self.cfg.save_episodes)
+        self.log.plot()
+        print(f"[eval] iteration {iteration}: " + "  ".join(f"{k}={v:.3f}" for k, v in summary.items()), flush=True)
+        return metrics
+
+    # -- checkpoints ---------------------------------------------------------
+    @property
+    def checkpoint_root(self) -> Path:
+        return Path(self.cfg.output_dir) / "checkpoints"
+
+    def checkpoint(self, iteration: int) -> Path:
+        from agentrl.config import save_config
+
+        path = self.checkpoint_root / f"iter_{iteration:06d}"
+        self.learner.save_checkpoint(path)
+        if self.accelerator.is_main_process:
+            save_config(self.cfg, path / "config.yaml")
+            (path / "trainer_state.json").write_text(json.dumps({"iteration": iteration}))
+            for old in sorted(self.checkpoint_root.glob("iter_*"))[: -self.cfg.keep_checkpoints or None]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def _resume(self) -> int:
+        found = sorted(p for p in self.checkpoint_root.glob("iter_*") if (p / "trainer_state.json").exists())
+        if not found:
+            print(f"[resume] no checkpoint under {self.checkpoint_root}: starting from scratch", flush=True)
+            return 0
+        latest = found[-1]
+        self.learner.load_checkpoint(latest)
+        self.engine.sync(self.learner.export_weights())
+        iteration = json.loads((latest / "trainer_state.json").read_text())["iteration"]
+        self.log.truncate(iteration)
+        print(f"[resume] continuing from {latest} (iteration {iteration})", flush=True)
+        return iteration
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.accelerator.trackers:
+            self.accelerator.end_training()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def _print_iteration(done: int, total: int, episodes, stats: dict, seconds: float) -> None:
+    m = episode_metrics(episodes, "train")
+    print(
+        f"[train] iteration {done}/{total}  success={m['train/success_rate']:.3f}  "
+        f"reward={m['train/mean_reward']:.3f}  steps={m['train/mean_steps']:.1f}  "
+        f"loss={stats.get('loss/policy', 0.0):+.4f}  {seconds:.1f}s",
+        flush=True,
+    )
