@@ -76,6 +76,37 @@ def _build_model_run(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# ----------------------------------------------------------------------- eval
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="HF model id or checkpoint directory")
+    parser.add_argument("--env", required=True, metavar="NAME", help="an installed environment (e.g. sokoban)")
+    parser.add_argument("--out", type=Path, default=None, help="write the episodes here as JSONL")
+    parser.epilog = (
+        "Any other option is a config field: --eval.tasks 200, --eval.seed 7, --eval.temperature 0.1, "
+        "--rollout.max_turns 20, --rollout.history 0, --env.<field> (the environment's own settings). "
+        "Use --fields to list them."
+    )
+
+
+def _eval_run(args: argparse.Namespace) -> int:
+    from agentrl.config import ConfigError, format_config, parse_config
+    from agentrl.env import env_config_class
+    from agentrl.evaluation import EvalCommand, run_eval_command
+
+    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
+    try:
+        default = EvalCommand(model=args.model, env=env_config_class(args.env)())
+        cfg = parse_config(default, overrides, prog=f"agentrl eval --env {args.env}")
+    except (ConfigError, ValueError) as exc:
+        print(f"config error: {exc}")
+        return 2
+    print(format_config(cfg))
+    return run_eval_command(cfg, args.out)
+
+
 # ------------------------------------------------------------------- registry
 
 SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
@@ -84,7 +115,15 @@ SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
         _build_model_arguments,
         _build_model_run,
     ),
+    "eval": (
+        "evaluate a checkpoint on N seeded tasks of an environment",
+        _eval_arguments,
+        _eval_run,
+    ),
 }
+
+# subcommands whose unknown options are config-field overrides
+PASSTHROUGH = {"eval"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in PASSTHROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.config_overrides = rest
     return args._run(args)
 
 

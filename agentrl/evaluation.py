@@ -1,7 +1,7 @@
 """Evaluate a policy on seeded held-out tasks and summarise the episodes."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,3 +46,40 @@ def evaluate(
         engine, env_config, tasks, 1, replace(rollout, temperature=cfg.temperature), seed=cfg.seed, group_prefix="eval/",
     )
     return summarize(episodes), episodes
+
+
+@dataclass
+class EvalCommand:
+    """What `agentrl eval` runs: a model on `eval.tasks` seeded tasks of an environment."""
+
+    model: str = ""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    engine_dtype: str = "float32"
+    max_batch_size: int = 256
+
+
+def run_eval_command(cfg: EvalCommand, out: str | None = None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from agentrl.engines.hf import HFEngine
+    from agentrl.episode import save_episodes
+
+    engine = HFEngine(cfg.model, dtype=cfg.engine_dtype, max_batch_size=cfg.max_batch_size)
+    try:
+        summary, episodes = evaluate(engine, cfg.env, cfg.rollout, cfg.eval)
+    finally:
+        engine.close()
+    table = Table(title=f"{cfg.model} on {cfg.eval.tasks} {cfg.eval.split} tasks (seed {cfg.eval.seed})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("success_rate", "mean_reward", "mean_steps", "invalid_action_rate", "failed"):
+        value = summary[key]
+        table.add_row(key, f"{value:.1%}" if key.endswith("rate") else f"{value:.3f}")
+    Console().print(table)
+    if out:
+        save_episodes(episodes, str(out))
+        print(f"episodes written to {out}")
+    return 0

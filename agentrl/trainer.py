@@ -58,8 +58,6 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> None:
-        if not self.model:
-            raise ValueError("model is required: an HF model id or a local checkpoint directory")
         if self.iterations < 0 or self.tasks_per_iteration < 1 or self.rollouts_per_task < 1:
             raise ValueError("iterations must be >= 0, tasks_per_iteration and rollouts_per_task >= 1")
         if type(self.env) is EnvConfig:
@@ -71,6 +69,10 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
+        if not cfg.model:
+            from agentrl.config import ConfigError
+
+            raise ConfigError("model: required (an HF model id or a local checkpoint directory)")
         self.cfg = cfg
         set_seed(cfg.seed)
         trackers = [t for t in cfg.trackers if t]
