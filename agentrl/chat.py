@@ -23,6 +23,8 @@ class ChatFormat:
         self.tokenizer = tokenizer
         self.eos_id: int = tokenizer.eos_token_id
         self._before_obs, self._after_obs = self._next_user_turn_template()
+        self._first_templates: dict[str | None, tuple[str, str]] = {}
+        self._encoded: dict[str, tuple[int, ...]] = {}  # episodes revisit states: tokenize each text once
 
     def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -44,13 +46,24 @@ class ChatFormat:
         return before, after
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self._encoded.get(text)
+        if ids is None:
+            ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if len(self._encoded) < 100_000:
+                self._encoded[text] = ids
+        return list(ids)
 
     def first_prompt(self, observation: str, system_prompt: str | None = None) -> list[int]:
         """Template ids of [system?, user: observation] + the generation prompt."""
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": observation})
-        return self.encode(self._render(messages, add_generation_prompt=True))
+        if system_prompt not in self._first_templates:
+            messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+            messages.append({"role": "user", "content": _OBSERVATION})
+            before, sep, after = self._render(messages, add_generation_prompt=True).partition(_OBSERVATION)
+            if not sep:
+                raise ValueError("the chat template dropped the user message")
+            self._first_templates[system_prompt] = (before, after)
+        before, after = self._first_templates[system_prompt]
+        return self.encode(before + observation + after)
 
     def next_turn(self, observation: str, completion_ended: bool) -> list[int]:
         """Ids to append after an assistant completion: closes it if it was cut off,

@@ -87,12 +87,18 @@ class Learner:
 
     # -- log-probabilities ---------------------------------------------------
     def token_logprobs(self, samples: list[Sample], temperature: float = 1.0) -> torch.Tensor:
-        """[rows, T] logprob of each token given the ones before it (0 at position 0 / padding)."""
-        ids, attention = self._pad([s.token_ids for s in samples], 0)
+        """[rows, T] logprob of each token given the ones before it (0 at position 0 / padding).
+
+        Identical sequences (common with short history windows: the K rollouts of a task
+        share states) go through the model once; gradients still reach every row.
+        """
+        index: dict[tuple[int, ...], int] = {}
+        inverse = [index.setdefault(tuple(s.token_ids), len(index)) for s in samples]
+        ids, attention = self._pad([list(key) for key in index], 0)
         logits = self.model(input_ids=ids, attention_mask=attention).logits.float()
         logp = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)
-        picked = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        return torch.nn.functional.pad(picked, (1, 0))
+        picked = torch.nn.functional.pad(logp.gather(-1, ids[:, 1:, None]).squeeze(-1), (1, 0))
+        return picked[torch.tensor(inverse, device=picked.device)]
 
     def _pad(self, rows: list[list], value) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -138,9 +144,7 @@ class Learner:
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(algorithm.epochs):
-            order = torch.randperm(n_episodes, generator=gen).tolist()
-            for start in range(0, n_episodes, per_step):
-                episodes = order[start: start + per_step]
+            for episodes in _shuffled_minibatches(batch, per_step, gen, algorithm.group_minibatches):
                 rows = [i for e in episodes for i in by_episode[e]]
                 step_metrics = self._step(batch.samples, old_by_sample, rows, algorithm, temperature)
                 for k, v in step_metrics.items():
@@ -173,12 +177,16 @@ class Learner:
                 share = mask.sum().item() / max(n_tokens, 1)
             self.accelerator.backward(loss * share)
             total += loss.item() * share
+        grad_norm = self._optimizer_step()
+        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs}
+
+    def _optimizer_step(self) -> float:
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer_steps += 1
-        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs}
+        return float(grad_norm)
 
     def _mismatch(self, samples: list[Sample], old: list[torch.Tensor]) -> dict[str, float]:
         """How far the learner's logprobs are from the engine's (same weights, different kernels)."""
@@ -201,11 +209,7 @@ class Learner:
             loss = -(logp * mask).sum() / max(n_tokens, 1)
             self.accelerator.backward(loss)
             total += loss.item()
-        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.optimizer_steps += 1
+        grad_norm = self._optimizer_step()
         return {"sft/loss": total, "sft/grad_norm": float(grad_norm), "sft/lr": self.scheduler.get_last_lr()[0]}
 
     # -- weights out ---------------------------------------------------------
@@ -248,3 +252,21 @@ class Learner:
         self.accelerator.load_state(str(directory))
         state = json.loads((directory / "learner_state.json").read_text())
         self.optimizer_steps, self.version = state["optimizer_steps"], state["version"]
+
+
+def _shuffled_minibatches(batch: Batch, size: int, gen: torch.Generator, by_group: bool) -> list[list[int]]:
+    """Episode indices in shuffled minibatches of `size`; with `by_group`, whole groups are
+    shuffled and kept together (a group's rollouts share states, so its sequences dedupe)."""
+    if not by_group:
+        order = torch.randperm(len(batch.episodes), generator=gen).tolist()
+        return [order[i: i + size] for i in range(0, len(order), size)]
+    groups: dict[str, list[int]] = {}
+    for i, ep in enumerate(batch.episodes):
+        groups.setdefault(ep.group_id, []).append(i)
+    members = list(groups.values())
+    chunks: list[list[int]] = [[]]
+    for g in torch.randperm(len(members), generator=gen).tolist():
+        if chunks[-1] and len(chunks[-1]) + len(members[g]) > size:
+            chunks.append([])
+        chunks[-1].extend(members[g])
+    return chunks

@@ -87,8 +87,10 @@ async def run_episode(
                 ep.finish_reason = "done"
                 break
             ended = completion.token_ids[-1:] == [chat.eos_id]
-            continuation = chat.next_turn(step.observation, completion_ended=ended)
-            segments.append((chat.first_prompt(step.observation, system), completion.token_ids, continuation))
+            # only what the history mode needs: the next user turn, or a fresh first prompt
+            continuation = chat.next_turn(step.observation, completion_ended=ended) if cfg.history != 0 else []
+            fresh = chat.first_prompt(step.observation, system) if cfg.history is not None else []
+            segments.append((fresh, completion.token_ids, continuation))
             prompt = _context(prompt, segments, cfg.history, chat, observation, system)
         else:
             ep.finish_reason = "max_turns"

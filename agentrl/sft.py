@@ -24,7 +24,7 @@ from agentrl.rollout import RolloutConfig, run_episode
 @dataclass
 class SFTConfig:
     tasks: int = 1000  # demonstrations (train tasks solved by the env's expert)
-    steps: int = 800
+    steps: int = 800  # 0 = no SFT
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 50
@@ -33,8 +33,8 @@ class SFTConfig:
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
 
     def validate(self) -> None:
-        if self.tasks < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError("tasks, steps and batch_size must be >= 1")
+        if self.tasks < 1 or self.steps < 0 or self.batch_size < 1:
+            raise ValueError("tasks and batch_size must be >= 1, steps >= 0")
 
 
 def demonstration_episodes(

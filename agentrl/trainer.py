@@ -99,6 +99,9 @@ class Trainer:
             start = self._resume() if cfg.resume else 0
             if start == 0:
                 last_eval = self.evaluate(0)
+            progress = _progress(self.accelerator.is_main_process)
+            bar = progress.add_task("training", total=cfg.iterations, completed=start)
+            progress.start()
             for it in range(start, cfg.iterations):
                 t0 = time.perf_counter()
                 tasks = self.sampler.sample(it)
@@ -116,11 +119,13 @@ class Trainer:
                     "time/rollout_s": t1 - t0, "time/update_s": t2 - t1,
                 })
                 self.log.episodes(f"train_{done:05d}", episodes, cfg.save_episodes)
-                _print_iteration(done, cfg.iterations, episodes, stats, t2 - t0)
+                _print_iteration(progress.console, done, cfg.iterations, episodes, stats, t2 - t0)
+                progress.update(bar, completed=done)
                 if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.iterations:
                     last_eval = self.evaluate(done)
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.iterations:
                     self.checkpoint(done)
+            progress.stop()
             if self.accelerator.is_main_process:
                 self.learner.save_pretrained(Path(cfg.output_dir) / "final", self.engine.tokenizer)
             return last_eval
@@ -190,11 +195,18 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _print_iteration(done: int, total: int, episodes, stats: dict, seconds: float) -> None:
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), disable=not enabled)
+
+
+def _print_iteration(console, done: int, total: int, episodes, stats: dict, seconds: float) -> None:
     m = episode_metrics(episodes, "train")
-    print(
+    console.print(
         f"[train] iteration {done}/{total}  success={m['train/success_rate']:.3f}  "
         f"reward={m['train/mean_reward']:.3f}  steps={m['train/mean_steps']:.1f}  "
         f"loss={stats.get('loss/policy', 0.0):+.4f}  {seconds:.1f}s",
-        flush=True,
+        highlight=False, markup=False, soft_wrap=True,
     )

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# datasets caches JSON/parquet loads under HF_HOME: keep that inside a temp dir too
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="agentrl-test-datasets-"))
 
 import pytest  # noqa: E402
 

@@ -294,3 +294,14 @@ def test_boxoban_task_expert_replays():
     env = cfg.make()
     env.reset(task)
     assert env.max_steps == 2 * len(actions) + 2
+
+
+def test_blocked_move_penalty_only_on_moves_that_change_nothing():
+    from agentrl.env import Task
+    from agentrl_sokoban import SokobanConfig
+
+    env = SokobanConfig(blocked_move_penalty=0.25, step_penalty=0.5, instructions=False, max_steps=5).make()
+    env.reset(Task("t", {"level": "#######\n#@$   #\n#    .#\n#######", "optimal_length": 6}))
+    assert env.step("up").reward == -0.75  # wall above: blocked, both penalties
+    assert env.step("down").reward == -0.5  # a real move: only the step penalty
+    assert env.step("jump").reward == -0.5  # unparseable: an invalid action, not a blocked move

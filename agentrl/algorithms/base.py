@@ -47,6 +47,7 @@ class PolicyGradient:
     min_abs_advantage: float = 0.01  # drop episodes whose |A| is below this (they carry ~no signal)
     epochs: int = 2
     minibatch_episodes: int = 32  # 0 = the whole batch in one step
+    group_minibatches: bool = False  # keep each task's rollouts in one minibatch (shared states dedupe)
     tis_cap: float | None = None  # truncate importance weights pi_old/pi_behaviour at this value
 
     def validate(self) -> None:

@@ -104,12 +104,16 @@ class HFEngine(Engine):
     def _sample(self, requests: list[_Request]) -> list[Completion]:
         n = len(requests)
         lengths = [len(r.prompt_ids) for r in requests]
+        # identical prompts (the K rollouts of a task start alike and often revisit states)
+        # are prefilled once; their cache rows are then copied for per-request sampling
+        unique: dict[tuple[int, ...], int] = {}
+        inverse = torch.tensor([unique.setdefault(tuple(r.prompt_ids), len(unique)) for r in requests])
         width = max(lengths)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, r in enumerate(requests):  # left padding: every row's next token is at the end
-            ids[i, width - lengths[i]:] = torch.tensor(r.prompt_ids)
-            mask[i, width - lengths[i]:] = 1
+        ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(unique), width), dtype=torch.long)
+        for i, prompt in enumerate(unique):  # left padding: every row's next token is at the end
+            ids[i, width - len(prompt):] = torch.tensor(prompt)
+            mask[i, width - len(prompt):] = 1
         budget = [min(r.sampling.max_new_tokens, self.max_model_len - lengths[i]) for i, r in enumerate(requests)]
         # greedy requests report logprobs of the unscaled distribution
         temps = torch.tensor([r.sampling.temperature or 1.0 for r in requests], dtype=torch.float32)
@@ -127,7 +131,10 @@ class HFEngine(Engine):
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1, :].float().cpu()
+        cache, logits = out.past_key_values, out.logits[:, -1, :].float().cpu()[inverse]
+        if len(unique) < n:
+            cache.reorder_cache(inverse.to(self.device))
+            mask, positions = mask[inverse.to(self.device)], positions[inverse.to(self.device)]
         for _ in range(max(budget)):
             scaled = logits / temps[:, None]
             logprobs = torch.log_softmax(scaled, dim=-1)

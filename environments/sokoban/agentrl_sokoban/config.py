@@ -52,6 +52,7 @@ class SokobanConfig(EnvConfig):
     max_steps_factor: float = 2.0
     max_steps_offset: int = 2
     step_penalty: float = 0.0
+    blocked_move_penalty: float = 0.0  # subtracted when a move changes nothing (walking into a wall or a stuck box)
     box_on_target_reward: float = 0.0
     solve_reward: float = 1.0
     crop_border: bool = True

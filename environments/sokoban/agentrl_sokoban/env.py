@@ -99,6 +99,8 @@ class SokobanEnv(Env):
                 targets = self.level.targets
                 reward += cfg.box_on_target_reward * ((dst in targets) - (src in targets))
             self.level = result.level
+            if not result.moved:
+                reward -= cfg.blocked_move_penalty
             info.update(action=move, moved=result.moved)
             observation = self.render()
         info["boxes_on_target"] = self.level.boxes_on_target

@@ -1,0 +1,89 @@
+"""Learner pieces against direct computations."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agentrl.algorithms import LOOP
+from agentrl.algorithms.base import Batch, Sample
+from agentrl.learner import Learner, LearnerConfig, LoraSettings
+
+
+@pytest.fixture(scope="module")
+def learner(tiny_model):
+    return Learner(tiny_model, LearnerConfig(lr=1e-3, lora=LoraSettings(r=4, alpha=8)), seed=0)
+
+
+def _direct_logprobs(model, ids):
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
+    return [0.0] + [logp[i, t].item() for i, t in enumerate(ids[1:])]
+
+
+def test_token_logprobs_of_padded_rows_equal_unpadded_forward(learner):
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    samples = [Sample(r, [1] * len(r), [0.0] * len(r), 0.0, i) for i, r in enumerate(rows)]
+    with torch.no_grad():
+        got = learner.token_logprobs(samples)
+    for i, r in enumerate(rows):
+        torch.testing.assert_close(got[i, : len(r)], torch.tensor(_direct_logprobs(learner.model, r)), rtol=0, atol=1e-5)
+
+
+def test_mismatch_metric_sees_a_perturbed_behaviour_logprob(learner):
+    ids = [5, 6, 7, 8]
+    truth = _direct_logprobs(learner.model, ids)
+    perturbed = list(truth)
+    perturbed[2] -= 0.5
+    sample = Sample(ids, [0, 0, 1, 1], perturbed, 1.0, 0)
+    stats = learner._mismatch([sample], [torch.tensor(truth)])
+    assert stats["logprob_mismatch/max_abs"] == pytest.approx(0.5, abs=1e-6)
+    assert stats["logprob_mismatch/mean_abs"] == pytest.approx(0.25, abs=1e-6)
+
+
+def test_update_moves_logprobs_in_the_advantage_direction(tiny_model):
+    learner = Learner(tiny_model, LearnerConfig(lr=1e-2, max_grad_norm=10.0, lora=LoraSettings(enabled=False)), seed=0)
+    good, bad = [5, 6, 7, 8], [5, 6, 9, 10]
+    samples = [Sample(ids, [0, 0, 1, 1], _direct_logprobs(learner.model, ids), adv, i)
+               for i, (ids, adv) in enumerate([(good, 1.0), (bad, -1.0)])]
+    before = [sum(_direct_logprobs(learner.model, s.token_ids)[2:]) for s in samples]
+    stats = learner.update(Batch(samples, [None, None]), LOOP(epochs=1, minibatch_episodes=0))
+    after = [sum(_direct_logprobs(learner.model, s.token_ids)[2:]) for s in samples]
+    assert stats["update/optimizer_steps"] == 1.0
+    assert after[0] > before[0] and after[1] < before[1]
+    assert stats["logprob_mismatch/max_abs"] < 1e-5
+
+
+def test_export_weights_reach_the_engine(tiny_model):
+    from agentrl.engines.hf import HFEngine
+
+    learner = Learner(tiny_model, LearnerConfig(lr=1e-2, lora=LoraSettings(r=4, alpha=8)), seed=0)
+    ids = [5, 6, 7, 8]
+    learner.update(Batch([Sample(ids, [0, 0, 1, 1], [0.0] * 4, 1.0, 0)], [None]), LOOP(epochs=1, minibatch_episodes=0))
+    engine = HFEngine(tiny_model)
+    try:
+        stale = _direct_logprobs(engine.model, ids)
+        update = learner.export_weights()
+        assert update.kind == "lora" and update.version == 1
+        engine.sync(update)
+        torch.testing.assert_close(torch.tensor(_direct_logprobs(engine.model, ids)),
+                                   torch.tensor(_direct_logprobs(learner.model, ids)), rtol=0, atol=1e-5)
+        assert max(abs(a - b) for a, b in zip(stale, _direct_logprobs(engine.model, ids))) > 1e-4
+    finally:
+        engine.close()
+
+
+def test_group_minibatches_keep_each_group_whole_and_cover_every_episode():
+    from agentrl.episode import Episode
+    from agentrl.learner import _shuffled_minibatches
+
+    groups = ["a"] * 3 + ["b"] * 2 + ["c"] * 4 + ["d"] * 1
+    batch = Batch([], [Episode(g, g, f"{g}/{i}") for i, g in enumerate(groups)])
+    gen = torch.Generator().manual_seed(0)
+    chunks = _shuffled_minibatches(batch, 4, gen, by_group=True)
+    assert sorted(i for c in chunks for i in c) == list(range(10))
+    for chunk in chunks:
+        for g in {groups[i] for i in chunk}:  # a group in a chunk is there whole
+            assert sum(groups[i] == g for i in chunk) == groups.count(g)
+        assert len(chunk) <= 4 or len({groups[i] for i in chunk}) == 1
+    plain = _shuffled_minibatches(batch, 4, torch.Generator().manual_seed(0), by_group=False)
+    assert [len(c) for c in plain] == [4, 4, 2] and sorted(sum(plain, [])) == list(range(10))
