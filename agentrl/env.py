@@ -74,6 +74,11 @@ class EnvConfig:
         Train and test tasks never overlap."""
         raise NotImplementedError
 
+    def extra_texts(self) -> list[str]:
+        """Texts the env can emit that expert play never shows (e.g. feedback on a failed
+        move), so a locally built tokenizer learns them too."""
+        return []
+
     def expert_actions(self, task: Task) -> list[str] | None:
         """An expert's action texts for `task` (for SFT warm starts), or None."""
         return None

@@ -139,7 +139,8 @@ def count_parameters(model: PreTrainedModel) -> int:
 
 
 def environment_corpus(env_config: EnvConfig, n_tasks: int = 200, seed: int = 0) -> list[str]:
-    """Texts an environment emits: system prompt, observations, expert actions, invalid-action reply."""
+    """Texts an environment emits: system prompt, observations, expert actions, invalid-action
+    reply, and the env's `extra_texts()` (replies expert play never triggers)."""
     texts: list[str] = []
     env = env_config.make()
     prompts: list[str] = []
@@ -166,7 +167,7 @@ def environment_corpus(env_config: EnvConfig, n_tasks: int = 200, seed: int = 0)
                     break
     finally:
         env.close()
-    return [t for t in prompts + texts if t]
+    return [t for t in prompts + texts + list(env_config.extra_texts()) if t]
 
 
 def build_local_model(

@@ -10,9 +10,10 @@ from agentrl_sokoban import (
     parse_action, parse_level, play, render_level, solve, split_of,
 )
 from agentrl_sokoban.env import DEFAULT_MAX_STEPS
+from shared_data import SHARED_DATA
 
-BOXOBAN_TEST = Path("/work/shared/data/boxoban/unfiltered/test/000.txt")
-BOXOBAN_HARD = Path("/work/shared/data/boxoban/hard/000.txt")
+BOXOBAN_TEST = SHARED_DATA / "boxoban" / "unfiltered" / "test" / "000.txt"
+BOXOBAN_HARD = SHARED_DATA / "boxoban" / "hard" / "000.txt"
 CORRIDOR = "#####\n#@$.#\n#####"
 # 'right' pushes the box on (1,2) onto the next target (1,3); the box on (1,4) then blocks it.
 TARGET_TO_TARGET = "######\n#@*.$#\n######"
@@ -164,8 +165,8 @@ def test_env_invalid_and_blocked_actions():
     assert step.observation == f'Invalid action "{bad[:40]}". Answer with one of: up, down, left, right.\n@$.'
     assert step.info["invalid_action"] is True and not step.done
     assert step.reward == pytest.approx(-0.1)
-    blocked = env.step("up")  # wall: a legal no-op that still costs a step
-    assert blocked.observation == "@$." and blocked.info["moved"] is False
+    blocked = env.step("up")  # wall: a legal no-op that still costs a step, and is reported
+    assert blocked.observation == "You cannot move up.\n@$." and blocked.info["moved"] is False
     env.step("left")
     last = env.step("u")  # 4th step: out of steps
     assert last.done and last.info["success"] is False and last.reward == pytest.approx(-0.1)
@@ -302,6 +303,17 @@ def test_blocked_move_penalty_only_on_moves_that_change_nothing():
 
     env = SokobanConfig(blocked_move_penalty=0.25, step_penalty=0.5, instructions=False, max_steps=5).make()
     env.reset(Task("t", {"level": "#######\n#@$   #\n#    .#\n#######", "optimal_length": 6}))
-    assert env.step("up").reward == -0.75  # wall above: blocked, both penalties
+    step = env.step("up")  # wall above: blocked, both penalties
+    assert step.reward == -0.75 and step.observation.startswith("You cannot move up.")
     assert env.step("down").reward == -0.5  # a real move: only the step penalty
     assert env.step("jump").reward == -0.5  # unparseable: an invalid action, not a blocked move
+
+
+def test_blocked_feedback_can_be_turned_off_and_reaches_the_tokenizer_corpus():
+    from agentrl_sokoban import SokobanConfig
+
+    cfg = SokobanConfig(blocked_feedback=False, instructions=False, max_steps=3)
+    env = cfg.make()
+    env.reset(_task(CORRIDOR, 1))
+    assert env.step("up").observation == "@$."
+    assert "You cannot move left." in cfg.extra_texts()

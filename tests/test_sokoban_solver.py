@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from agentrl_sokoban import generate_level, load_boxoban, parse_level, play, render_level, solve, solve_bfs
+from shared_data import SHARED_DATA
 
-BOXOBAN_TEST = Path("/work/shared/data/boxoban/unfiltered/test/000.txt")
+BOXOBAN_TEST = SHARED_DATA / "boxoban" / "unfiltered" / "test" / "000.txt"
 
 # (level, optimal number of moves, why)
 HAND_LEVELS = [

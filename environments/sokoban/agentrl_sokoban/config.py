@@ -9,7 +9,8 @@ import numpy as np
 
 from agentrl.env import EnvConfig, Task
 
-from .env import SokobanEnv, solve_cached
+from .actions import ACTIONS
+from .env import SokobanEnv, blocked_message, solve_cached
 from .generator import generate_level
 from .levels import parse_level, render_level
 from .loaders import load_levels
@@ -52,6 +53,7 @@ class SokobanConfig(EnvConfig):
     max_steps_factor: float = 2.0
     max_steps_offset: int = 2
     step_penalty: float = 0.0
+    blocked_feedback: bool = True  # a move that changes nothing is answered "You cannot move <dir>." + grid
     blocked_move_penalty: float = 0.0  # subtracted when a move changes nothing (walking into a wall or a stuck box)
     box_on_target_reward: float = 0.0
     solve_reward: float = 1.0
@@ -84,6 +86,9 @@ class SokobanConfig(EnvConfig):
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} {rule} (got {getattr(self, name)!r})")
+
+    def extra_texts(self) -> list[str]:
+        return [blocked_message(a) for a in ACTIONS]
 
     def make(self) -> SokobanEnv:
         return SokobanEnv(self)

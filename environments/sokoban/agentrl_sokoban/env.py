@@ -20,6 +20,10 @@ DEFAULT_MAX_STEPS = 100
 ANSWER_HINT = "Answer with one of: up, down, left, right."
 
 
+def blocked_message(move: str) -> str:
+    return f"You cannot move {move}."
+
+
 @lru_cache(maxsize=4096)
 def solve_cached(level_text: str, max_nodes: int = DEFAULT_MAX_NODES) -> tuple[str, ...] | None:
     """`solve` memoised by level text: reset and expert_actions ask about the same levels."""
@@ -99,10 +103,12 @@ class SokobanEnv(Env):
                 targets = self.level.targets
                 reward += cfg.box_on_target_reward * ((dst in targets) - (src in targets))
             self.level = result.level
-            if not result.moved:
-                reward -= cfg.blocked_move_penalty
             info.update(action=move, moved=result.moved)
             observation = self.render()
+            if not result.moved:  # say so: otherwise the observation repeats and a greedy policy can loop
+                reward -= cfg.blocked_move_penalty
+                if cfg.blocked_feedback:
+                    observation = f"{blocked_message(move)}\n{observation}"
         info["boxes_on_target"] = self.level.boxes_on_target
         if self.level.solved:
             reward += cfg.solve_reward
