@@ -87,18 +87,24 @@ class Learner:
 
     # -- log-probabilities ---------------------------------------------------
     def token_logprobs(self, samples: list[Sample], temperature: float = 1.0) -> torch.Tensor:
-        """[rows, T] logprob of each token given the ones before it (0 at position 0 / padding).
+        """[rows, T] logprob of each trained token (loss_mask = 1) given the ones before it; 0 elsewhere.
 
         Identical sequences (common with short history windows: the K rollouts of a task
-        share states) go through the model once; gradients still reach every row.
+        share states) go through the model once, and the vocabulary projection runs only at
+        positions that predict a trained token; gradients still reach every row.
         """
         index: dict[tuple[int, ...], int] = {}
         inverse = [index.setdefault(tuple(s.token_ids), len(index)) for s in samples]
         ids, attention = self._pad([list(key) for key in index], 0)
-        logits = self.model(input_ids=ids, attention_mask=attention).logits.float()
-        logp = torch.log_softmax(logits[:, :-1] / temperature, dim=-1)
-        picked = torch.nn.functional.pad(logp.gather(-1, ids[:, 1:, None]).squeeze(-1), (1, 0))
-        return picked[torch.tensor(inverse, device=picked.device)]
+        masks, _ = self._pad([s.loss_mask for s in samples], 0)
+        # positions (in any row) whose next token is trained
+        needed = torch.nonzero(masks[:, 1:].any(dim=0)).squeeze(-1)
+        logits = self.model(input_ids=ids, attention_mask=attention, logits_to_keep=needed).logits.float()
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        picked = logp.gather(-1, ids[:, needed + 1, None]).squeeze(-1)
+        out = torch.zeros(ids.shape, dtype=picked.dtype, device=picked.device)
+        out = out.index_copy(1, needed + 1, picked)
+        return out[torch.tensor(inverse, device=out.device)]
 
     def _pad(self, rows: list[list], value) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
