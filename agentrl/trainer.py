@@ -126,6 +126,8 @@ class Trainer:
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.iterations:
                     self.checkpoint(done)
             progress.stop()
+            if not last_eval:  # resumed at the end (or eval.every=0): still report where the policy stands
+                last_eval = self.evaluate(cfg.iterations)
             if self.accelerator.is_main_process:
                 self.learner.save_pretrained(Path(cfg.output_dir) / "final", self.engine.tokenizer)
             return last_eval

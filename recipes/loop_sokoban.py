@@ -168,7 +168,7 @@ def _print_summary(results: dict[str, dict], recipe: Recipe) -> None:
     for col in ("stage", "success", "mean reward", "mean steps", "invalid actions"):
         table.add_column(col)
     for stage in ("untrained", "before RL", "after RL"):
-        if stage in results:
+        if results.get(stage):
             r = results[stage]
             table.add_row(stage, f"{r['success_rate']:.1%}", f"{r['mean_reward']:.3f}", f"{r['mean_steps']:.1f}",
                           f"{r['invalid_action_rate']:.1%}")

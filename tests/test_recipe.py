@@ -37,9 +37,15 @@ def test_cpu_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "Greedy success" in printed
 
     # a rerun with more iterations skips the built stages and continues RL from its checkpoint
-    loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3"])
+    results_after_3 = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3"])["after RL"]
     printed = capsys.readouterr().out
     assert "[sft]" not in printed and "continuing from" in printed and "iteration 3/3" in printed
     iterations = [r["iteration"] for r in map(json.loads, (out / "rl" / "metrics.jsonl").read_text().splitlines())
                   if "train/success_rate" in r]
     assert iterations == [1, 2, 3]
+
+    # and a rerun of a finished run trains nothing, but still evaluates and prints the table
+    again = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3"])
+    printed = capsys.readouterr().out
+    assert "iteration 3/3" not in printed and "Greedy success" in printed
+    assert again["after RL"]["success_rate"] == results_after_3["success_rate"]
