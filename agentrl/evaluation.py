@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from agentrl.engines.base import Engine
+from agentrl.engines import Engine, EngineConfig, make_engine
 from agentrl.env import EnvConfig
 from agentrl.episode import Episode
 from agentrl.rollout import RolloutConfig, collect_sync
@@ -56,18 +56,16 @@ class EvalCommand:
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    engine_dtype: str = "float32"
-    max_batch_size: int = 256
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 def run_eval_command(cfg: EvalCommand, out: str | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from agentrl.engines.hf import HFEngine
     from agentrl.episode import save_episodes
 
-    engine = HFEngine(cfg.model, dtype=cfg.engine_dtype, max_batch_size=cfg.max_batch_size)
+    engine = make_engine(cfg.model, cfg.engine)
     try:
         summary, episodes = evaluate(engine, cfg.env, cfg.rollout, cfg.eval)
     finally:

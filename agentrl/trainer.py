@@ -9,31 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentrl.algorithms import LOOP, PolicyGradient
-from agentrl.engines.base import Engine
+from agentrl.engines import EngineConfig, make_engine
 from agentrl.env import EnvConfig
 from agentrl.evaluation import EvalConfig, evaluate
 from agentrl.learner import Learner, LearnerConfig
 from agentrl.rollout import RolloutConfig, collect_sync
 from agentrl.run_log import RunLog, episode_metrics
 from agentrl.tasks import TaskSampler
-
-
-@dataclass
-class EngineConfig:
-    backend: str = "hf"
-    dtype: str = "float32"
-    max_batch_size: int = 256
-    max_model_len: int | None = None
-
-    def validate(self) -> None:
-        if self.backend not in ("hf",):
-            raise ValueError(f"backend must be one of: hf (got {self.backend!r})")
-
-
-def make_engine(model: str, cfg: EngineConfig, seed: int = 0) -> Engine:
-    from agentrl.engines.hf import HFEngine
-
-    return HFEngine(model, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size, max_model_len=cfg.max_model_len, seed=seed)
 
 
 @dataclass

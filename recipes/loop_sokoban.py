@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     from agentrl.evaluation import evaluate
-    from agentrl.trainer import Trainer, make_engine
+    from agentrl.engines import make_engine
+    from agentrl.trainer import Trainer
 
     model = recipe.model
     if model == "local":
