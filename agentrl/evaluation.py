@@ -48,6 +48,18 @@ def evaluate(
     return summarize(episodes), episodes
 
 
+def evaluate_checkpoint(
+    model: str, engine_cfg: EngineConfig, env_config: EnvConfig, rollout: RolloutConfig, cfg: EvalConfig,
+    seed: int = 0,
+) -> tuple[dict[str, float], list[Episode]]:
+    """`evaluate` on a fresh engine serving `model` (an HF id or path), stopped afterwards."""
+    engine = make_engine(model, engine_cfg, seed)
+    try:
+        return evaluate(engine, env_config, rollout, cfg)
+    finally:
+        engine.close()
+
+
 @dataclass
 class EvalCommand:
     """What `agentrl eval` runs: a model on `eval.tasks` seeded tasks of an environment."""
@@ -65,11 +77,7 @@ def run_eval_command(cfg: EvalCommand, out: str | None = None) -> int:
 
     from agentrl.episode import save_episodes
 
-    engine = make_engine(cfg.model, cfg.engine)
-    try:
-        summary, episodes = evaluate(engine, cfg.env, cfg.rollout, cfg.eval)
-    finally:
-        engine.close()
+    summary, episodes = evaluate_checkpoint(cfg.model, cfg.engine, cfg.env, cfg.rollout, cfg.eval)
     table = Table(title=f"{cfg.model} on {cfg.eval.tasks} {cfg.eval.split} tasks (seed {cfg.eval.seed})")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 
 from agentrl.episode import Episode, save_episodes
+from agentrl.evaluation import summarize
 
 
 def episode_metrics(episodes: list[Episode], prefix: str) -> dict[str, float]:
-    from agentrl.evaluation import summarize
-
     return {f"{prefix}/{k}": v for k, v in summarize(episodes).items()}
 
 

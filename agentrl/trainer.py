@@ -96,12 +96,13 @@ class Trainer:
                 self.engine.sync(self.learner.export_weights())
                 t2 = time.perf_counter()
                 done = it + 1
+                train = episode_metrics(episodes, "train")
                 self.log.write(done, {
-                    **episode_metrics(episodes, "train"), **batch.metrics, **stats,
+                    **train, **batch.metrics, **stats,
                     "time/rollout_s": t1 - t0, "time/update_s": t2 - t1,
                 })
                 self.log.episodes(f"train_{done:05d}", episodes, cfg.save_episodes)
-                _print_iteration(progress.console, done, cfg.iterations, episodes, stats, t2 - t0)
+                _print_iteration(progress.console, done, cfg.iterations, train, stats, t2 - t0)
                 progress.update(bar, completed=done)
                 if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.iterations:
                     last_eval = self.evaluate(done)
@@ -186,8 +187,7 @@ def _progress(enabled: bool):
                     TimeRemainingColumn(), disable=not enabled)
 
 
-def _print_iteration(console, done: int, total: int, episodes, stats: dict, seconds: float) -> None:
-    m = episode_metrics(episodes, "train")
+def _print_iteration(console, done: int, total: int, m: dict, stats: dict, seconds: float) -> None:
     console.print(
         f"[train] iteration {done}/{total}  success={m['train/success_rate']:.3f}  "
         f"reward={m['train/mean_reward']:.3f}  steps={m['train/mean_steps']:.1f}  "

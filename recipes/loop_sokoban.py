@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    from agentrl.evaluation import evaluate
-    from agentrl.engines import make_engine
+    from agentrl.evaluation import evaluate_checkpoint
     from agentrl.trainer import Trainer
 
     model = recipe.model
@@ -131,11 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
 
     def greedy_eval(stage: str, path: str) -> None:
-        engine = make_engine(path, recipe.rl.engine, recipe.rl.seed)
-        try:
-            results[stage], _ = evaluate(engine, recipe.rl.env, recipe.rl.rollout, recipe.rl.eval)
-        finally:
-            engine.close()
+        results[stage], _ = evaluate_checkpoint(path, recipe.rl.engine, recipe.rl.env, recipe.rl.rollout,
+                                                recipe.rl.eval, recipe.rl.seed)
         print(f"[{stage}] greedy success on {recipe.rl.eval.tasks} held-out levels: "
               f"{results[stage]['success_rate']:.1%}", flush=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -91,8 +92,6 @@ class HFEngine(Engine):
     # -- batched sampling ----------------------------------------------------
     @torch.no_grad()
     def generate_batch(self, requests: list[_Request]) -> list[Completion]:
-        import time
-
         start = time.perf_counter()
         with self._lock:
             out = self._sample(requests)
