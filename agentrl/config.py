@@ -243,6 +243,9 @@ def _set(owner: Any, name: str, hint: Any, value: Any, path: str, cli: bool) -> 
         parsed = _yaml(value, path) if cli and isinstance(value, str) else value
         if isinstance(parsed, dict):
             return _apply(current, parsed, path)
+        shorthand = getattr(type(current), "__shorthand__", None)
+        if shorthand and isinstance(parsed, str):  # `engine: vllm` sets the section's main field
+            return _apply(current, {shorthand: parsed}, path)
     # object.__setattr__ so frozen config dataclasses can be overridden too (we own this copy).
     object.__setattr__(owner, name, _convert(value, hint, path, cli))
 

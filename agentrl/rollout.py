@@ -145,6 +145,10 @@ async def collect(
     return list(await asyncio.gather(*jobs))
 
 
-def collect_sync(*args, **kwargs) -> list[Episode]:
-    """`collect` from synchronous code (the trainer, the CLI)."""
-    return asyncio.run(collect(*args, **kwargs))
+def collect_sync(engine: Engine, *args, **kwargs) -> list[Episode]:
+    """`collect` from synchronous code (the trainer, the CLI). Engines with their own event
+    loop (vLLM) run the rollout on it, so requests need no hop between threads."""
+    background = getattr(engine, "background", None)
+    if background is not None:
+        return background.run(collect(engine, *args, **kwargs))
+    return asyncio.run(collect(engine, *args, **kwargs))

@@ -69,7 +69,8 @@ class Trainer:
 
             self.accelerator.init_trackers("agentrl", config=_flat(config_to_dict(cfg)))
         self.learner = Learner(cfg.model, cfg.learner, self.accelerator, seed=cfg.seed)
-        self.engine = make_engine(cfg.model, cfg.engine, cfg.seed)
+        lora_rank = cfg.learner.lora.r if cfg.learner.lora.enabled else None
+        self.engine = make_engine(cfg.model, cfg.engine, cfg.seed, lora_rank=lora_rank)
         self.engine.sync(self.learner.export_weights())
         self.sampler = TaskSampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.task_pool)
 

@@ -7,7 +7,7 @@ def test_eval_prints_table_and_writes_episodes(tiny_model, tmp_path, capsys):
     out = tmp_path / "episodes.jsonl"
     code = main(["eval", "--model", tiny_model, "--env", "sokoban", "--out", str(out),
                  "--eval.tasks", "6", "--env.width", "5", "--env.height", "5", "--env.instructions", "false",
-                 "--rollout.max_new_tokens", "3", "--rollout.history", "0"])
+                 "--rollout.max_new_tokens", "3", "--rollout.history", "0", "--engine", "hf"])
     assert code == 0
     printed = capsys.readouterr().out
     for metric in ("success_rate", "mean_reward", "mean_steps", "invalid_action_rate"):

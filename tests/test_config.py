@@ -296,3 +296,30 @@ class Holder:
 def test_frozen_sub_config_can_be_overridden():
     cfg = parse_config(Holder(), ["--frozen.a", "5"])
     assert cfg.frozen == FrozenSub(a=5)
+
+
+def _sokoban_train_config():
+    from agentrl.trainer import TrainConfig
+    from agentrl_sokoban import SokobanConfig
+
+    return TrainConfig(env=SokobanConfig())
+
+
+def test_engine_section_takes_its_backend_as_a_shorthand(tmp_path):
+    assert parse_config(_sokoban_train_config(), ["--engine", "hf"]).engine.backend == "hf"
+    cfg = parse_config(_sokoban_train_config(), ["--engine", "vllm_server", "--engine.urls", "http://127.0.0.1:8000,http://127.0.0.1:8001"])
+    assert cfg.engine.backend == "vllm_server" and cfg.engine.urls == ["http://127.0.0.1:8000", "http://127.0.0.1:8001"]
+    path = tmp_path / "c.yaml"
+    path.write_text("engine: hf\n")
+    assert parse_config(_sokoban_train_config(), ["--config", str(path)]).engine.backend == "hf"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "sglang"], "engine: backend must be one of: auto, vllm, vllm_server, hf (got 'sglang')"),
+    (["--engine", "vllm_server"], "engine: urls: backend vllm_server needs at least one server URL"),
+    (["--engine.urls", "127.0.0.1:8000"], "engine: urls: expected http(s):// URLs"),
+])
+def test_bad_engine_config_names_the_field(args, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_sokoban_train_config(), args)
+    assert message in str(err.value)

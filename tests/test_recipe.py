@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 
 SMALL = [
-    "--preset", "cpu", "--local_model.hidden_size", "32", "--local_model.layers", "1", "--local_model.heads", "2",
+    "--preset", "cpu", "--local_model.hidden_size", "64", "--local_model.layers", "1", "--local_model.heads", "2",
     "--local_model.intermediate_size", "64", "--sft.tasks", "40", "--sft.steps", "10", "--sft.batch_size", "8",
     "--tasks_per_iteration", "3", "--rollouts_per_task", "2", "--eval.tasks", "5", "--eval.every", "1",
     "--checkpoint_every", "1", "--rollout.max_turns", "6",
@@ -23,7 +23,9 @@ def test_cpu_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     import loop_sokoban
 
     out = tmp_path / "run"
-    results = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "2"])
+    # the first run on the real vLLM (full-weight sync every iteration); the resume checks on the
+    # HF engine, which starts in a second instead of ~35 s
+    results = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "2", "--engine", "vllm"])
     assert set(results) == {"untrained", "before RL", "after RL"}
     for stage in results.values():
         assert 0.0 <= stage["success_rate"] <= 1.0 and stage["mean_steps"] > 0
@@ -37,7 +39,7 @@ def test_cpu_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "Greedy success" in printed
 
     # a rerun with more iterations skips the built stages and continues RL from its checkpoint
-    results_after_3 = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3"])["after RL"]
+    results_after_3 = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3", "--engine", "hf"])["after RL"]
     printed = capsys.readouterr().out
     assert "[sft]" not in printed and "continuing from" in printed and "iteration 3/3" in printed
     iterations = [r["iteration"] for r in map(json.loads, (out / "rl" / "metrics.jsonl").read_text().splitlines())
@@ -45,7 +47,7 @@ def test_cpu_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     assert iterations == [1, 2, 3]
 
     # and a rerun of a finished run trains nothing, but still evaluates and prints the table
-    again = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3"])
+    again = loop_sokoban.main(SMALL + ["--output_dir", str(out), "--rl.iterations", "3", "--engine", "hf"])
     printed = capsys.readouterr().out
     assert "iteration 3/3" not in printed and "Greedy success" in printed
     assert again["after RL"]["success_rate"] == results_after_3["success_rate"]

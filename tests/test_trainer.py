@@ -12,6 +12,7 @@ import torch
 from agentrl.algorithms import LOOP
 from agentrl.evaluation import EvalConfig
 from agentrl.learner import LearnerConfig, LoraSettings
+from agentrl.engines import EngineConfig
 from agentrl.rollout import RolloutConfig
 from agentrl.trainer import TrainConfig, Trainer
 
@@ -25,7 +26,7 @@ def _cfg(model, sokoban_env, out, iterations, **kw):
         rollouts_per_task=4, checkpoint_every=1, trackers=[], env=sokoban_env,
         rollout=RolloutConfig(max_turns=12, max_new_tokens=3, history=0),
         eval=EvalConfig(tasks=0),
-        learner=LearnerConfig(lr=1e-3, lora=LoraSettings(r=4, alpha=8)), **kw,
+        learner=LearnerConfig(lr=1e-3, lora=LoraSettings(r=4, alpha=8)), engine=EngineConfig(backend="hf"), **kw,
     )
 
 
@@ -109,6 +110,7 @@ def test_loop_raises_success_on_its_training_levels(sft_model, sokoban_env, tmp_
         rollouts_per_task=8, task_pool=16, checkpoint_every=0, trackers=[], env=sokoban_env, rollout=rollout,
         algorithm=LOOP(group_minibatches=True), eval=EvalConfig(tasks=0),
         learner=LearnerConfig(lr=3e-4, max_grad_norm=1.0, lora=LoraSettings(enabled=False)),
+        engine=EngineConfig(backend="hf"),
     )
     Trainer(cfg).fit()
     before, after = success(sft_model), success(str(tmp_path / "final"))

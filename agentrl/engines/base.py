@@ -68,6 +68,19 @@ class Engine(abc.ABC):
     async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
         ...
 
+    def check_request(self, prompt_ids: list[int], sampling: SamplingParams) -> None:
+        sampling.validate()
+        if len(prompt_ids) >= self.max_model_len:
+            raise ValueError(f"prompt of {len(prompt_ids)} tokens does not fit max_model_len={self.max_model_len}")
+
+    async def generate_n(self, prompt_ids: list[int], sampling: SamplingParams, n: int) -> list[Completion]:
+        """`n` samples of one prompt (seeded requests use seed, seed+1, ...); engines may batch them natively."""
+        import asyncio
+        from dataclasses import replace
+
+        seeds = [None if sampling.seed is None else sampling.seed + i for i in range(n)]
+        return list(await asyncio.gather(*(self.generate(prompt_ids, replace(sampling, seed=s)) for s in seeds)))
+
     @abc.abstractmethod
     def sync(self, update: WeightUpdate) -> None:
         """Serve `update`'s weights from now on."""

@@ -58,9 +58,7 @@ class HFEngine(Engine):
 
     # -- the async interface -------------------------------------------------
     async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
-        sampling.validate()
-        if len(prompt_ids) >= self.max_model_len:
-            raise ValueError(f"prompt of {len(prompt_ids)} tokens does not fit max_model_len={self.max_model_len}")
+        self.check_request(prompt_ids, sampling)
         loop = asyncio.get_running_loop()
         if self._batcher is None or self._batcher.done() or self._batcher.get_loop() is not loop:
             self._wakeup = asyncio.Event()
@@ -172,8 +170,9 @@ class HFEngine(Engine):
                 if getattr(result, "unexpected_keys", None):
                     raise ValueError(f"adapter has unexpected keys: {result.unexpected_keys[:5]}")
             elif update.kind == "full":
-                target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-                target.load_state_dict(update.state_dict, strict=True)
+                if hasattr(self.model, "get_base_model"):  # full weights replace the policy: drop the adapter
+                    self.model = self.model.unload().eval()
+                self.model.load_state_dict(update.state_dict, strict=True)
             else:
                 raise ValueError(f"unknown weight update kind {update.kind!r}")
             self.version = update.version
