@@ -29,5 +29,16 @@ class BackgroundLoop:
 
     def close(self) -> None:
         if self.loop.is_running():
+            try:  # end the clients' own tasks before the loop stops, so none is destroyed pending
+                self.run(_cancel_other_tasks(), timeout=5)
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+
+
+async def _cancel_other_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
