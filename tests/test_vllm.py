@@ -6,6 +6,7 @@ Every test first syncs the weights it needs, so the tests do not depend on their
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -224,3 +225,45 @@ def test_a_head_size_without_a_cpu_kernel_fails_before_starting(tmp_path, sokoba
         pytest.skip("head sizes are only restricted on vLLM's CPU backend")
     with pytest.raises(ValueError, match="head size 16 .* has no vLLM CPU attention kernel"):
         VLLMEngine(str(path))
+
+
+def test_requests_skip_a_down_server_and_it_rejoins_with_the_current_weights(engine, server, tiny_model, prompts):
+    from agentrl.engines.vllm_launch import VLLMServer, free_port
+    from agentrl.engines.vllm_server import VLLMServerEngine
+
+    late = VLLMServer(tiny_model, port=free_port(), dtype="float32", lora_rank=LORA_RANK, enforce_eager=True)
+    two = VLLMServerEngine(tiny_model, [server.url, late.url], max_retries=1, retry_backoff=0.05, probe_interval=0.2)
+    try:
+        assert [s.up for s in two.servers] == [True, False]
+        update = _learner(tiny_model, lora=True, seed=6).export_weights()
+        engine.sync(update)
+        two.sync(update)  # reaches only the server that is up
+        sampling = lambda i: SamplingParams(1.0, 1.0, 12, seed=70 + i)  # noqa: E731
+        reference = _generate(engine, prompts, sampling)
+        assert [c.token_ids for c in _generate(two, prompts, sampling)] == [c.token_ids for c in reference]
+
+        late.start()
+        time.sleep(0.3)  # past probe_interval: the next request starts a probe round in the background
+        _generate(two, prompts[:1], sampling)
+        deadline = time.monotonic() + 30
+        while not two.servers[1].up and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert two.servers[1].up, two.servers[1].error
+        # it got the adapter before joining: answers from either server match the in-process engine
+        remote = [asyncio.run(two.background.submit(_on(two, 1, p, sampling(i)))) for i, p in enumerate(prompts)]
+        assert [c.token_ids for c in remote] == [c.token_ids for c in reference]
+    finally:
+        two.close()
+        late.stop()
+
+
+async def _on(engine, index: int, prompt: list[int], sampling: SamplingParams):
+    """A request pinned to one server: the others are marked busy for its duration."""
+    others = [s for i, s in enumerate(engine.servers) if i != index]
+    for s in others:
+        s.in_flight += 10**6
+    try:
+        return (await engine.generate_n(prompt, sampling, 1))[0]
+    finally:
+        for s in others:
+            s.in_flight -= 10**6

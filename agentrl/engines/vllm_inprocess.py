@@ -100,11 +100,11 @@ class VLLMEngine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.on_cpu = current_platform_is_cpu()
         hf_config = AutoConfig.from_pretrained(model)
+        self.tied_embeddings = bool(getattr(hf_config, "tie_word_embeddings", False))
+        engine_kwargs = dict(engine_kwargs or {})
         if self.on_cpu:
             check_cpu_head_size(model, hf_config)
-        self.tied_embeddings = bool(getattr(hf_config, "tie_word_embeddings", False))
-        engine_kwargs = {**cpu_scheduler_args(max_model_len or hf_config.max_position_embeddings), **(engine_kwargs or {})} \
-            if self.on_cpu else dict(engine_kwargs or {})
+            engine_kwargs = {**cpu_scheduler_args(max_model_len or hf_config.max_position_embeddings), **engine_kwargs}
         args = AsyncEngineArgs(
             model=model, dtype=dtype, max_model_len=max_model_len, seed=seed,
             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,

@@ -4,12 +4,14 @@ Token ids go in (`prompt` as a list of ids) and come back (`return_token_ids`) w
 sampled tokens' logprobs, so nothing is re-tokenized. Each request goes to the healthy
 server with the fewest requests in flight. A connection error marks that server down and
 the request is retried on another after a backoff; when every server stays down the
-request fails with `ServersDown`, which fails the episode (not the run). A server that
-answers its health check again gets the current weights re-applied before it is used.
+request fails with `ServersDown`, which fails the episode (not the run). Down servers are
+health-checked again from time to time; one that answers gets the current weights
+re-applied before it is used.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,7 @@ class VLLMServerEngine(Engine):
         request_timeout: float = 600.0,
         max_retries: int = 4,
         retry_backoff: float = 0.5,
+        probe_interval: float = 10.0,
     ) -> None:
         import httpx
         from transformers import AutoTokenizer
@@ -53,6 +56,9 @@ class VLLMServerEngine(Engine):
         self.version = 0
         self._weights: tuple[str, str] | None = None  # (kind, path) every up server is serving
         self._served_name: str | None = None  # the adapter name while serving LoRA
+        self.probe_interval = probe_interval
+        self._last_probe = time.monotonic()
+        self._probing: asyncio.Future | None = None
         self.background = BackgroundLoop("vllm-http")
         self._client = self.background.run(self._make_client(httpx, request_timeout))
         self.background.run(self._probe_all())
@@ -94,12 +100,18 @@ class VLLMServerEngine(Engine):
         await asyncio.gather(*(self._probe(s) for s in self.servers if not s.up))
 
     async def _pick(self) -> _Server:
+        """The up server with the fewest requests in flight. Down servers are re-probed (one
+        round shared by every request) at once when none is up, else every `probe_interval`
+        seconds in the background, so a server that comes back rejoins."""
         up = [s for s in self.servers if s.up]
-        if not up:
-            self._probe_lock = getattr(self, "_probe_lock", None) or asyncio.Lock()
-            async with self._probe_lock:  # one probe round for all the requests waiting
-                if not any(s.up for s in self.servers):
-                    await self._probe_all()
+        probing = self._probing is not None and not self._probing.done()
+        if len(up) < len(self.servers) and not probing and (
+            not up or time.monotonic() - self._last_probe >= self.probe_interval
+        ):
+            self._last_probe = time.monotonic()
+            self._probing = asyncio.ensure_future(self._probe_all())
+        if not up and self._probing is not None:
+            await asyncio.shield(self._probing)  # shared: one waiter's cancellation must not stop it
             up = [s for s in self.servers if s.up]
         if not up:
             raise ServersDown(_describe(self.servers))
