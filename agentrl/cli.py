@@ -107,6 +107,37 @@ def _eval_run(args: argparse.Namespace) -> int:
     return run_eval_command(cfg, args.out)
 
 
+# --------------------------------------------------------------- export-demos
+
+
+def _export_demos_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, metavar="NAME", help="an installed environment with an expert")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="FILE.jsonl, FILE.parquet, or a directory (datasets.save_to_disk)")
+    parser.add_argument("--tasks", type=int, default=100, help="tasks the expert plays")
+    parser.add_argument("--split", default="train", choices=["train", "test"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert lost")
+    parser.epilog = "Any other option is an environment field: --env.<field> (e.g. --env.task_types 1 2)."
+
+
+def _export_demos_run(args: argparse.Namespace) -> int:
+    from agentrl.config import ConfigError, parse_config
+    from agentrl.demos import EnvFields, export_demonstrations
+    from agentrl.env import env_config_class
+
+    try:
+        default = EnvFields(env=env_config_class(args.env)())
+        env_config = parse_config(default, args.config_overrides, prog=f"agentrl export-demos --env {args.env}").env
+    except (ConfigError, ValueError) as exc:
+        print(f"config error: {exc}")
+        return 2
+    path, n = export_demonstrations(env_config, args.tasks, args.out, split=args.split, seed=args.seed,
+                                    successful_only=not args.keep_failures)
+    print(f"wrote {n} expert episodes to {path}")
+    return 0
+
+
 # ------------------------------------------------------------------- registry
 
 SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
@@ -120,10 +151,15 @@ SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
         _eval_arguments,
         _eval_run,
     ),
+    "export-demos": (
+        "export an environment's expert trajectories as a chat SFT dataset",
+        _export_demos_arguments,
+        _export_demos_run,
+    ),
 }
 
 # subcommands whose unknown options are config-field overrides
-PASSTHROUGH = {"eval"}
+PASSTHROUGH = {"eval", "export-demos"}
 
 
 def build_parser() -> argparse.ArgumentParser:

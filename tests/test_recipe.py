@@ -51,3 +51,35 @@ def test_cpu_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "iteration 3/3" not in printed and "Greedy success" in printed
     assert again["after RL"]["success_rate"] == results_after_3["success_rate"]
+
+
+@pytest.mark.slow
+@pytest.mark.alfworld
+def test_alfworld_cpu_recipe_runs_on_vllm(tmp_path, capsys):
+    """recipes/loop_alfworld.py's cpu preset, shrunk, end to end on the real engine and vLLM:
+    generated games -> tokenizer/model -> SFT on the expert -> LOOP -> summary and run directory."""
+    import loop_alfworld
+
+    out = tmp_path / "run"
+    results = loop_alfworld.main([
+        "--preset", "cpu", "--output_dir", str(out), "--engine", "vllm",
+        "--env.generated_dir", str(tmp_path / "games"), "--env.max_steps", "50", "--rollout.max_turns", "50",
+        "--local_model.hidden_size", "64", "--local_model.layers", "1", "--local_model.heads", "2",
+        "--local_model.intermediate_size", "64", "--local_model.corpus_tasks", "6",
+        "--sft.tasks", "6", "--sft.steps", "3", "--task_pool", "6", "--tasks_per_iteration", "2",
+        "--rollouts_per_task", "2", "--rl.iterations", "2", "--eval.tasks", "2",
+    ])
+    assert set(results) == {"untrained", "before RL", "after RL"}
+    for path in ("base_model/config.json", "sft_model/config.json", "rl/config.yaml", "rl/metrics.jsonl",
+                 "rl/final/config.json", "rl/checkpoints/iter_000002/trainer_state.json", "results.json"):
+        assert (out / path).exists(), path
+    assert "backend: vllm" in (out / "rl" / "config.yaml").read_text()
+    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "train/success_rate" in r] == [1, 2]
+    assert all(r["train/failed"] == 0 for r in rows if "train/failed" in r)  # every episode ran on the engine
+    from agentrl.episode import load_episodes
+
+    episodes = load_episodes(str(out / "rl" / "episodes" / "train_00001.jsonl"))
+    assert episodes and all(e.initial_observation.startswith("-= Welcome to TextWorld, ALFRED! =-") for e in episodes)
+    assert all(e.turns and e.turns[0].info["gamefile"].startswith(str(tmp_path / "games")) for e in episodes)
+    assert "Greedy success" in capsys.readouterr().out

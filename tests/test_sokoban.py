@@ -317,3 +317,38 @@ def test_blocked_feedback_can_be_turned_off_and_reaches_the_tokenizer_corpus():
     env.reset(_task(CORRIDOR, 1))
     assert env.step("up").observation == "@$."
     assert "You cannot move left." in cfg.extra_texts()
+
+
+def test_moves_to_solve_tells_deadlock_from_give_up():
+    from agentrl_sokoban.solver import moves_to_solve
+
+    level = "#######\n#@    #\n#   $.#\n#######"
+    assert moves_to_solve(level) == len(solve(level)) == 4
+    assert moves_to_solve("#####\n#$  #\n# @.#\n#####") == math.inf  # box in a corner off target
+    hard = load_boxoban(BOXOBAN_HARD)[0][1]
+    assert moves_to_solve(hard, max_nodes=5) is None  # budget exhausted: unknown, not a deadlock
+
+
+def test_end_on_deadlock_and_progress_reward():
+    # optimal: down, right, right, right (the last one pushes the box onto the target)
+    level = "#######\n#@    #\n#   $.#\n#   # #\n#######"
+    assert len(solve(level)) == 4
+    env = SokobanConfig(end_on_deadlock=True, progress_reward=0.5, max_steps=3).make()
+    env.reset(_task(level, 4))
+    for move in ("down", "right"):
+        step = env.step(move)  # walking, no push: nothing solved, nothing lost
+        assert not step.done and "deadlock" not in step.info and step.reward == 0.0
+    end = env.step("right")  # the step budget ends one push short
+    assert end.done and end.info["success"] is False
+    assert end.info["progress"] == pytest.approx(1 - 1 / 4) and end.reward == pytest.approx(0.5 * 0.75)
+    # pushing the box up against the top wall: it can never come back down to the target row
+    stuck = "######\n#    #\n# $ .#\n# @  #\n######"
+    assert len(solve(stuck)) == 4
+    env = SokobanConfig(end_on_deadlock=True, progress_reward=0.5).make()
+    env.reset(_task(stuck, 4))
+    dead = env.step("up")
+    assert dead.done and dead.info["deadlock"] is True and dead.info["success"] is False
+    assert dead.info["progress"] == 0.0 and dead.reward == 0.0
+    off = SokobanConfig().make()  # defaults: neither feature, the same push goes on
+    off.reset(_task(stuck, 4))
+    assert not off.step("up").done

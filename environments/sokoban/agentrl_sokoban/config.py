@@ -57,6 +57,10 @@ class SokobanConfig(EnvConfig):
     blocked_move_penalty: float = 0.0  # subtracted when a move changes nothing (walking into a wall or a stuck box)
     box_on_target_reward: float = 0.0
     solve_reward: float = 1.0
+    # partial credit for an unsolved episode: progress_reward * (1 - optimal moves left at the end /
+    # optimal moves at the start), 0 when deadlocked; costs one solve per episode end
+    progress_reward: float = 0.0
+    end_on_deadlock: bool = False  # end the episode (failed) on the push that makes the level unsolvable
     crop_border: bool = True
     instructions: bool = True
     floor_symbol: str = " "  # how observations draw floor: " ", "_" or "-"
@@ -78,6 +82,7 @@ class SokobanConfig(EnvConfig):
             ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be None or >= 1"),
             ("max_steps_factor", self.max_steps_factor > 0, "must be > 0"),
             ("max_steps_offset", self.max_steps_offset >= 0, "must be >= 0"),
+            ("progress_reward", self.progress_reward >= 0, "must be >= 0"),
             ("floor_symbol", self.floor_symbol in (" ", "_", "-"), "must be ' ', '_' or '-'"),
             ("level_file_format", self.level_file_format in ("auto", "boxoban", "xsb"),
              "must be auto, boxoban or xsb"),

@@ -9,7 +9,7 @@ from agentrl.env import Env, Step, Task
 
 from .actions import parse_action
 from .levels import Level, parse_level, render_level
-from .solver import DEFAULT_MAX_NODES, solve
+from .solver import DEFAULT_MAX_NODES, moves_to_solve, solve
 
 if TYPE_CHECKING:
     from .config import SokobanConfig
@@ -29,6 +29,12 @@ def solve_cached(level_text: str, max_nodes: int = DEFAULT_MAX_NODES) -> tuple[s
     """`solve` memoised by level text: reset and expert_actions ask about the same levels."""
     solution = solve(level_text, max_nodes=max_nodes)
     return None if solution is None else tuple(solution)
+
+
+@lru_cache(maxsize=65536)
+def moves_to_solve_cached(level_text: str) -> float | None:
+    """`moves_to_solve` memoised by the full (uncropped) level text: episodes revisit states."""
+    return moves_to_solve(level_text)
 
 
 def rules(floor: str = " ") -> str:
@@ -57,19 +63,32 @@ class SokobanEnv(Env):
         self.max_steps = 0
         self.steps = 0
         self.done = False
+        self.task: Task | None = None
+
+    def _optimal_length(self, task: Task) -> int | None:
+        if "optimal_length" in task.data:
+            return task.data["optimal_length"]
+        # level files: solve lazily (memoised); None when the solver gives up
+        solution = solve_cached(task.data["level"])
+        return None if solution is None else len(solution)
 
     def _max_steps(self, task: Task) -> int:
         cfg = self.config
         if cfg.max_steps is not None:
             return cfg.max_steps
-        if "optimal_length" in task.data:
-            optimal = task.data["optimal_length"]
-        else:  # level files: solve lazily (memoised); None when the solver gives up
-            solution = solve_cached(task.data["level"])
-            optimal = None if solution is None else len(solution)
+        optimal = self._optimal_length(task)
         if optimal is None:
             return DEFAULT_MAX_STEPS
         return math.ceil(cfg.max_steps_factor * optimal) + cfg.max_steps_offset
+
+    def _progress(self, remaining: float | None) -> float:
+        """Fraction of the optimal solution done: 1 - moves left / moves at the start (0 when
+        deadlocked, unknown, or further away than at the start)."""
+        assert self.task is not None
+        initial = self._optimal_length(self.task)
+        if remaining is None or not initial or math.isinf(remaining):
+            return 0.0
+        return max(0.0, 1.0 - remaining / initial)
 
     def render(self) -> str:
         assert self.level is not None
@@ -77,6 +96,7 @@ class SokobanEnv(Env):
 
     def reset(self, task: Task) -> str:
         self.level = parse_level(task.data["level"])
+        self.task = task
         self.max_steps = self._max_steps(task)
         self.steps = 0
         self.done = False
@@ -110,11 +130,20 @@ class SokobanEnv(Env):
                 if cfg.blocked_feedback:
                     observation = f"{blocked_message(move)}\n{observation}"
         info["boxes_on_target"] = self.level.boxes_on_target
+        remaining = None
+        if cfg.end_on_deadlock and move is not None and result.pushed is not None and not self.level.solved:
+            remaining = moves_to_solve_cached(render_level(self.level))
+            info["deadlock"] = remaining is not None and math.isinf(remaining)
         if self.level.solved:
             reward += cfg.solve_reward
             self.done = True
             info["success"] = True
-        elif self.steps >= self.max_steps:
+        elif self.steps >= self.max_steps or info.get("deadlock"):
             self.done = True
             info["success"] = False
+            if cfg.progress_reward:
+                if remaining is None:
+                    remaining = moves_to_solve_cached(render_level(self.level))
+                info["progress"] = self._progress(remaining)
+                reward += cfg.progress_reward * info["progress"]
         return Step(observation=observation, reward=reward, done=self.done, info=info)

@@ -22,6 +22,7 @@ square's four neighbours are always valid indices.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from itertools import permutations
 
@@ -154,8 +155,9 @@ def _walk(cols: int, floor: list[bool], boxes: set[int], start: int, goal: int) 
 
 
 def solve_grid(cols: int, floor: list[bool], targets: list[int], boxes: list[int], player: int,
-               max_nodes: int = DEFAULT_MAX_NODES) -> list[str] | None:
-    """A* on a flattened grid whose border cells are all walls (see module doc)."""
+               max_nodes: int = DEFAULT_MAX_NODES, stats: dict | None = None) -> list[str] | None:
+    """A* on a flattened grid whose border cells are all walls (see module doc). When `stats`
+    is given, `stats["budget_exceeded"]` tells a give-up (None) from a proven dead end (None)."""
     target_mask = sum(1 << t for t in targets)
     start_mask = sum(1 << b for b in boxes)
     if start_mask == target_mask:
@@ -186,6 +188,8 @@ def solve_grid(cols: int, floor: list[bool], targets: list[int], boxes: list[int
             return _path(cols, floor, boxes, player, parent, key)
         expanded += 1
         if expanded > max_nodes:
+            if stats is not None:
+                stats["budget_exceeded"] = True
             return None
         box_list = _bits(mask)
         dist = [-1] * size  # walking distance from the player; -2 marks boxes
@@ -236,6 +240,18 @@ def _path(cols: int, floor: list[bool], boxes: list[int], player: int,
         box_set.add(stand + 2 * d)
         pos = stand + d
     return actions
+
+
+def moves_to_solve(level: Level | str, max_nodes: int = DEFAULT_MAX_NODES) -> float | None:
+    """Optimal number of moves left: `math.inf` when no solution exists (a deadlock), None when
+    the search gave up after `max_nodes` push states (unknown)."""
+    if isinstance(level, str):
+        level = parse_level(level)
+    stats: dict = {}
+    solution = solve_grid(*_flatten(level), max_nodes, stats)
+    if solution is not None:
+        return float(len(solution))
+    return None if stats.get("budget_exceeded") else math.inf
 
 
 def solve(level: Level | str, max_nodes: int = DEFAULT_MAX_NODES) -> list[str] | None:
