@@ -111,3 +111,54 @@ def test_loss_with_truncated_importance_weights():
     loss, _ = algo.loss(logp, old, behaviour, torch.tensor([1.0]), torch.tensor([1.0]), torch.ones(1, 2), torch.tensor([0]))
     assert loss.item() == pytest.approx(-(2.0 + 1.25) / 2)
     assert math.isfinite(loss.item())
+
+
+def _turn_episode(group: str, states: list[int], rewards: list[float]) -> Episode:
+    ep = Episode(task_id="t", group_id=group, episode_id=f"{group}/{len(states)}/{sum(rewards)}")
+    ep.turns = [Turn(prompt_ids=[100, s], completion_ids=[7, 2], logprobs=[-0.1, -0.2], reward=r)
+                for s, r in zip(states, rewards)]
+    ep.reward = float(sum(rewards))
+    return ep
+
+
+def test_returns_to_go_by_hand():
+    from agentrl.algorithms.step_credit import returns_to_go
+
+    assert returns_to_go([0.0, 0.0, 1.0], 0.5) == [0.25, 0.5, 1.0]
+    assert returns_to_go([1.0, 0.0, 2.0], 1.0) == [3.0, 2.0, 2.0]
+
+
+def test_anchor_step_advantages_by_hand():
+    """States 1 and 2 are shared. gamma 0.5: from state 1, episodes a and c reach the reward in
+    3 turns (G = 0.25), b never (G = 0); leave-one-out: a, c: 0.25 - (0 + 0.25)/2 = 0.125,
+    b: 0 - 0.25 = -0.25. State 2 (a, c): equal returns, 0. States seen once: 0. Other groups
+    never share anchors, even with equal prompt ids."""
+    from agentrl.algorithms.step_credit import anchor_step_advantages
+
+    a = _turn_episode("g", [1, 2, 3], [0, 0, 1])
+    b = _turn_episode("g", [1, 4, 5], [0, 0, 0])
+    c = _turn_episode("g", [1, 2, 3], [0, 0, 1])
+    other = _turn_episode("h", [1, 9], [0, 0])
+    assert anchor_step_advantages([a, b, c, other], 0.5) == [
+        [0.125, 0.0, 0.0], [-0.25, 0.0, 0.0], [0.125, 0.0, 0.0], [0.0, 0.0]]
+    # a shorter route from the same state scores higher even when both succeed
+    fast, slow = _turn_episode("s", [1, 2], [0, 1]), _turn_episode("s", [1, 5, 2], [0, 0, 1])
+    assert anchor_step_advantages([fast, slow], 0.5)[0][0] == pytest.approx(0.5 - 0.25)
+
+
+def test_step_credit_samples_one_per_turn():
+    """LOOP's episode advantage (a, c: 1 - 0.5 = 0.5; b: -1) plus step_credit * step advantage,
+    one sample per turn whose ids are that turn's prompt + completion."""
+    a, b, c = (_turn_episode("g", [1, 2, 3], [0, 0, 1]), _turn_episode("g", [1, 4, 5], [0, 0, 0]),
+               _turn_episode("g", [1, 2, 3], [0, 0, 1]))
+    batch = LOOP(step_credit=2.0, step_gamma=0.5).prepare([a, b, c])
+    assert [s.advantage for s in batch.samples] == pytest.approx(
+        [0.5 + 2 * 0.125, 0.5, 0.5, -1 - 2 * 0.25, -1, -1, 0.5 + 2 * 0.125, 0.5, 0.5])
+    assert [s.token_ids for s in batch.samples[:3]] == [[100, 1, 7, 2], [100, 2, 7, 2], [100, 3, 7, 2]]
+    assert batch.samples[0].loss_mask == [0, 0, 1, 1] and batch.samples[0].behaviour_logprobs == [0, 0, -0.1, -0.2]
+    assert [s.episode for s in batch.samples] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # every rollout succeeded the same way: no episode signal, and no step signal either
+    same = [_turn_episode("z", [1, 2], [0, 1]) for _ in range(3)]
+    assert LOOP(step_credit=1.0).prepare(same).samples == []
+    with pytest.raises(ValueError, match="step_gamma"):
+        LOOP(step_credit=1.0, step_gamma=0.0).validate()

@@ -15,7 +15,8 @@ import torch
 
 from agentrl.algorithms.advantages import advantage_estimator
 from agentrl.algorithms.losses import aggregate, clipped_surrogate, ratio_bounds
-from agentrl.episode import Episode
+from agentrl.algorithms.step_credit import anchor_step_advantages
+from agentrl.episode import Episode, Sequence
 
 
 @dataclass
@@ -49,6 +50,10 @@ class PolicyGradient:
     minibatch_episodes: int = 32  # 0 = the whole batch in one step
     group_minibatches: bool = False  # keep each task's rollouts in one minibatch (shared states dedupe)
     tis_cap: float | None = None  # truncate importance weights pi_old/pi_behaviour at this value
+    # GiGPO-style step credit (step_credit.py): each turn's advantage += step_credit * its anchor-state
+    # advantage; turns then train as separate sequences. 0 = episode-level credit only.
+    step_credit: float = 0.0
+    step_gamma: float = 0.95
 
     def validate(self) -> None:
         advantage_estimator(self.advantage)
@@ -59,6 +64,8 @@ class PolicyGradient:
             raise ValueError("epochs must be >= 1 and minibatch_episodes >= 0")
         if self.clip_eps <= 0:
             raise ValueError("clip_eps must be > 0")
+        if self.step_credit < 0 or not 0 < self.step_gamma <= 1:
+            raise ValueError("step_credit must be >= 0 and step_gamma in (0, 1]")
 
     # -- episodes -> batch ---------------------------------------------------
     def assign_advantages(self, episodes: list[Episode]) -> None:
@@ -74,17 +81,42 @@ class PolicyGradient:
     def prepare(self, episodes: list[Episode]) -> Batch:
         usable = [e for e in episodes if not e.failed]  # a crash is not the policy's doing
         self.assign_advantages(usable)
+        if self.step_credit:
+            return self._prepare_with_step_credit(episodes, usable)
         kept = [e for e in usable if abs(e.advantage) >= self.min_abs_advantage and e.num_policy_tokens > 0]
         samples = [
             Sample(s.token_ids, s.loss_mask, s.logprobs, ep.advantage, i, self.sample_weight(ep))
             for i, ep in enumerate(kept) for s in ep.sequences()
         ]
-        metrics = {
+        return Batch(samples, kept, self._batch_metrics(episodes, usable, kept))
+
+    def _prepare_with_step_credit(self, episodes: list[Episode], usable: list[Episode]) -> Batch:
+        """One sample per turn, advantage = episode advantage + step_credit * anchor-state advantage."""
+        steps = anchor_step_advantages(usable, self.step_gamma)
+        kept, samples = [], []
+        for ep, step_advantages in zip(usable, steps):
+            turn_samples = []
+            for turn, step_advantage in zip(ep.turns, step_advantages):
+                advantage = ep.advantage + self.step_credit * step_advantage
+                if abs(advantage) >= self.min_abs_advantage and turn.completion_ids:
+                    seq = Sequence(turn.prompt_ids + turn.completion_ids,
+                                   [0] * len(turn.prompt_ids) + [1] * len(turn.completion_ids),
+                                   [0.0] * len(turn.prompt_ids) + list(turn.logprobs))
+                    turn_samples.append((seq, advantage))
+            if turn_samples:
+                samples += [Sample(s.token_ids, s.loss_mask, s.logprobs, a, len(kept), self.sample_weight(ep))
+                            for s, a in turn_samples]
+                kept.append(ep)
+        metrics = self._batch_metrics(episodes, usable, kept)
+        metrics["batch/step_advantage_abs_mean"] = float(np.mean([abs(a) for row in steps for a in row])) if steps else 0.0
+        return Batch(samples, kept, metrics)
+
+    def _batch_metrics(self, episodes: list[Episode], usable: list[Episode], kept: list[Episode]) -> dict[str, float]:
+        return {
             "batch/failed_episodes": float(len(episodes) - len(usable)),
             "batch/kept_fraction": len(kept) / max(len(episodes), 1),
             "batch/advantage_abs_mean": float(np.mean([abs(e.advantage) for e in kept])) if kept else 0.0,
         }
-        return Batch(samples, kept, metrics)
 
     def sample_weight(self, episode: Episode) -> float:
         return 1.0
