@@ -27,6 +27,12 @@ class Turn:
     finish_reason: str = "stop"
     info: dict[str, Any] = field(default_factory=dict)
 
+    def sequence(self) -> "Sequence":
+        """This turn alone as a training sequence: its prompt (masked) then its completion."""
+        n = len(self.prompt_ids)
+        return Sequence(self.prompt_ids + self.completion_ids, [0] * n + [1] * len(self.completion_ids),
+                        [0.0] * n + list(self.logprobs))
+
 
 @dataclass
 class Sequence:
@@ -73,12 +79,11 @@ class Episode:
                 seq.token_ids += new
                 seq.loss_mask += [0] * len(new)
                 seq.logprobs += [0.0] * len(new)
+                seq.token_ids += turn.completion_ids
+                seq.loss_mask += [1] * len(turn.completion_ids)
+                seq.logprobs += list(turn.logprobs)
             else:
-                seq = Sequence(list(turn.prompt_ids), [0] * len(turn.prompt_ids), [0.0] * len(turn.prompt_ids))
-                seqs.append(seq)
-            seq.token_ids += turn.completion_ids
-            seq.loss_mask += [1] * len(turn.completion_ids)
-            seq.logprobs += list(turn.logprobs)
+                seqs.append(turn.sequence())
         return seqs
 
     def to_row(self) -> dict[str, Any]:

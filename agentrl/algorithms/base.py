@@ -16,7 +16,7 @@ import torch
 from agentrl.algorithms.advantages import advantage_estimator
 from agentrl.algorithms.losses import aggregate, clipped_surrogate, ratio_bounds
 from agentrl.algorithms.step_credit import anchor_step_advantages
-from agentrl.episode import Episode, Sequence
+from agentrl.episode import Episode
 
 
 @dataclass
@@ -99,10 +99,7 @@ class PolicyGradient:
             for turn, step_advantage in zip(ep.turns, step_advantages):
                 advantage = ep.advantage + self.step_credit * step_advantage
                 if abs(advantage) >= self.min_abs_advantage and turn.completion_ids:
-                    seq = Sequence(turn.prompt_ids + turn.completion_ids,
-                                   [0] * len(turn.prompt_ids) + [1] * len(turn.completion_ids),
-                                   [0.0] * len(turn.prompt_ids) + list(turn.logprobs))
-                    turn_samples.append((seq, advantage))
+                    turn_samples.append((turn.sequence(), advantage))
             if turn_samples:
                 samples += [Sample(s.token_ids, s.loss_mask, s.logprobs, a, len(kept), self.sample_weight(ep))
                             for s, a in turn_samples]
