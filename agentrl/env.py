@@ -83,6 +83,14 @@ class EnvConfig:
         """An expert's action texts for `task` (for SFT warm starts), or None."""
         return None
 
+    def concurrency_limit(self) -> int | None:
+        """Most episodes that may run at once (e.g. one per env server), or None for no limit."""
+        return None
+
+    def metrics(self, episodes: list) -> dict[str, float]:
+        """Env-specific evaluation metrics over a set of episodes (e.g. AppWorld's TGC/SGC)."""
+        return {}
+
 
 def environment_registry() -> dict[str, type[EnvConfig]]:
     """Installed environments, by name, from the `agentrl.environments` entry points."""

@@ -45,7 +45,7 @@ def evaluate(
     episodes = collect_sync(
         engine, env_config, tasks, 1, replace(rollout, temperature=cfg.temperature), seed=cfg.seed, group_prefix="eval/",
     )
-    return summarize(episodes), episodes
+    return {**summarize(episodes), **env_config.metrics(episodes)}, episodes
 
 
 def evaluate_checkpoint(
@@ -81,8 +81,7 @@ def run_eval_command(cfg: EvalCommand, out: str | None = None) -> int:
     table = Table(title=f"{cfg.model} on {cfg.eval.tasks} {cfg.eval.split} tasks (seed {cfg.eval.seed})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("success_rate", "mean_reward", "mean_steps", "invalid_action_rate", "failed"):
-        value = summary[key]
+    for key, value in summary.items():
         table.add_row(key, f"{value:.1%}" if key.endswith("rate") else f"{value:.3f}")
     Console().print(table)
     if out:

@@ -132,7 +132,7 @@ async def collect(
 ) -> list[Episode]:
     """`k` episodes per task, all concurrently (bounded by `max_concurrent_episodes`)."""
     chat = ChatFormat(engine.tokenizer)
-    limit = asyncio.Semaphore(cfg.max_concurrent_episodes)
+    limit = asyncio.Semaphore(min(cfg.max_concurrent_episodes, env_config.concurrency_limit() or cfg.max_concurrent_episodes))
 
     async def one(task: Task, group: int, index: int) -> Episode:
         async with limit:

@@ -43,15 +43,18 @@ def demonstration_episodes(
     """The expert's successful episodes on `tasks`, tokenized as rollouts are."""
     chat = ChatFormat(tokenizer)
 
-    async def play(i: int, task: Task) -> Episode | None:
+    async def play(i: int, task: Task, limit: asyncio.Semaphore) -> Episode | None:
         actions = env_config.expert_actions(task)
         if actions is None:
             return None
         engine = ScriptedEngine(tokenizer, actions, max_model_len)
-        return await run_episode(engine, env_config, task, rollout, chat, group_id=f"demo/{i}", episode_index=i, seed=0)
+        async with limit:
+            return await run_episode(engine, env_config, task, rollout, chat, group_id=f"demo/{i}", episode_index=i,
+                                     seed=0)
 
     async def play_all():
-        return await asyncio.gather(*(play(i, t) for i, t in enumerate(tasks)))
+        limit = asyncio.Semaphore(env_config.concurrency_limit() or max(len(tasks), 1))
+        return await asyncio.gather(*(play(i, t, limit) for i, t in enumerate(tasks)))
 
     return [e for e in asyncio.run(play_all()) if e is not None and e.success]
 

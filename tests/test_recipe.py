@@ -83,3 +83,43 @@ def test_alfworld_cpu_recipe_runs_on_vllm(tmp_path, capsys):
     assert episodes and all(e.initial_observation.startswith("-= Welcome to TextWorld, ALFRED! =-") for e in episodes)
     assert all(e.turns and e.turns[0].info["gamefile"].startswith(str(tmp_path / "games")) for e in episodes)
     assert "Greedy success" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.appworld
+def test_appworld_cpu_recipe_under_accelerate_launch(tmp_path):
+    """`accelerate launch recipes/loop_appworld.py --preset cpu` (model shrunk): the built world, 4 env
+    servers at once, SFT on ground-truth solutions, 2 LOOP iterations on vLLM; metrics and checkpoints
+    written, and no server left running afterwards."""
+    import subprocess
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+         str(ROOT / "launch" / "accelerate_cpu.yaml"), str(ROOT / "recipes" / "loop_appworld.py"),
+         "--preset", "cpu", "--output_dir", str(out), "--engine", "vllm",
+         "--local_model.hidden_size", "64", "--local_model.layers", "1", "--local_model.heads", "2",
+         "--local_model.intermediate_size", "64", "--local_model.corpus_tasks", "4",
+         "--sft.tasks", "8", "--sft.steps", "3", "--rollout.max_new_tokens", "64"],
+        capture_output=True, text=True, timeout=1500, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for path in ("base_model/config.json", "sft_model/config.json", "rl/config.yaml", "rl/metrics.jsonl",
+                 "rl/final/config.json", "rl/checkpoints/iter_000002/trainer_state.json", "results.json"):
+        assert (out / path).exists(), path
+    assert "backend: vllm" in (out / "rl" / "config.yaml").read_text()
+    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "train/success_rate" in r] == [1, 2]
+    assert all(r["train/failed"] == 0 for r in rows if "train/failed" in r)
+    assert any("eval/tgc" in r and "eval/sgc" in r for r in rows)
+    from agentrl.episode import load_episodes
+
+    servers = set()
+    for it in (1, 2):
+        episodes = load_episodes(str(out / "rl" / "episodes" / f"train_{it:05d}.jsonl"))
+        assert len(episodes) == 4 and all(e.turns and e.turns[-1].info.get("num_tests", 0) >= 2 for e in episodes)
+        assert all(e.reward == pytest.approx(e.turns[-1].info["pass_fraction"]) for e in episodes)
+        servers |= {e.turns[-1].info["server"] for e in episodes}
+    assert len(servers) == 4  # 2 tasks x K=2 episodes at once, one server each
+    left = subprocess.run(["pgrep", "-af", "agentrl_appworld.serve"], capture_output=True, text=True).stdout
+    assert not any(url.rsplit(":", 1)[1] in left for url in servers), left
