@@ -122,12 +122,21 @@ def test_tgc_and_sgc_of_a_mixed_set_equal_hand_counts(cfg):
     plan = {f"{scenarios[0]}_{v}": True for v in (1, 2, 3)} | {f"{scenarios[1]}_{v}": v != 3 for v in (1, 2, 3)}
     from agentrl.episode import Episode
 
-    episodes = []
+    episodes, reports = [], {}
     for task_id, solve in plan.items():
-        steps, _ = play(cfg, task_id, [gt(cfg, task_id) if solve else "```python\napis.supervisor.complete_task()\n```"])
+        steps, reports[task_id] = play(cfg, task_id, [gt(cfg, task_id) if solve else
+                                                      "```python\napis.supervisor.complete_task()\n```"])
         episodes.append(Episode(task_id=task_id, group_id=task_id, episode_id=task_id, success=steps[-1].info["success"]))
     assert [e.success for e in episodes] == list(plan.values())
     assert cfg.metrics(episodes) == {"tgc": 83.3, "sgc": 50.0}
+    # AppWorld's own Metric over the same evaluator reports gives the same numbers
+    script = ("import json, sys\nfrom appworld.evaluator import Metric\n"
+              "print(json.dumps(Metric._compute_metrics(json.load(sys.stdin))['aggregate']))")
+    home = default_home()
+    proc = subprocess.run([str(venv_python(home)), "-c", script], input=json.dumps(reports), capture_output=True,
+                          text=True, env=appworld_env(home, world_root(home)), check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"task_goal_completion": 83.3,
+                                                                 "scenario_goal_completion": 50.0}
     assert tgc_sgc({"a_1": True, "a_2": True, "b_1": False, "c_1": True}) == (75.0, 66.7)  # hand: 3/4, 2/3
     assert tgc_sgc({}) == (0.0, 0.0)
 

@@ -30,6 +30,7 @@ def tgc_sgc(success_by_task: Mapping[str, bool]) -> tuple[float, float]:
     by_scenario: dict[str, list[bool]] = defaultdict(list)
     for task_id, success in success_by_task.items():
         by_scenario[scenario_of(task_id)].append(bool(success))
-    tgc = 100 * sum(success_by_task.values()) / len(success_by_task)
-    sgc = 100 * sum(all(v) for v in by_scenario.values()) / len(by_scenario)
-    return round(tgc, 1), round(sgc, 1)
+    def percent(values: list[bool]) -> float:  # AppWorld's rounding: the mean to 4 places, then percent to 1
+        return round(100 * round(sum(values) / len(values), 4), 1)
+
+    return percent(list(success_by_task.values())), percent([all(v) for v in by_scenario.values()])
