@@ -138,6 +138,45 @@ def _export_demos_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ resim-data
+
+
+def _resim_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, metavar="NAME", help="an installed environment with snapshots")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="FILE.jsonl, FILE.parquet, or a directory (datasets.save_to_disk)")
+    parser.add_argument("--tasks", type=int, default=100, help="tasks played by tree search")
+    parser.add_argument("--breadth", type=int, default=4, help="candidate actions tried per state")
+    parser.add_argument("--depth", type=int, default=2, help="levels of the search tree")
+    parser.add_argument("--max-steps", type=int, default=50, help="moves per task")
+    parser.add_argument("--split", default="train", choices=["train", "test"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-episode", action="store_true", help="one multi-turn chat per task, not per state")
+    parser.epilog = "Any other option is an environment field: --env.<field> (e.g. --env.num_boxes 2)."
+
+
+def _resim_data_run(args: argparse.Namespace) -> int:
+    from agentrl.config import ConfigError, parse_config
+    from agentrl.demos import EnvFields, save_dataset
+    from agentrl.env import env_config_class
+    from agentrl.resim import resim_dataset
+
+    try:
+        default = EnvFields(env=env_config_class(args.env)())
+        env_config = parse_config(default, args.config_overrides, prog=f"agentrl resim-data --env {args.env}").env
+        if args.breadth < 1 or args.depth < 1:
+            raise ValueError(f"--breadth and --depth must be >= 1 (got {args.breadth}, {args.depth})")
+    except (ConfigError, ValueError) as exc:
+        print(f"config error: {exc}")
+        return 2
+    tasks = env_config.tasks(args.split, args.tasks, args.seed)
+    data = resim_dataset(env_config, tasks, args.breadth, args.depth, max_steps=args.max_steps,
+                         per_state=not args.per_episode)
+    path = save_dataset(data, args.out)
+    print(f"wrote {len(data)} ReSim traces from {len(set(data['task_id']))} solved tasks to {path}")
+    return 0
+
+
 # ------------------------------------------------------------------- registry
 
 SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
@@ -156,10 +195,15 @@ SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
         _export_demos_arguments,
         _export_demos_run,
     ),
+    "resim-data": (
+        "write ReSim 'simulate, then act' traces from search trees grown in the real environment",
+        _resim_data_arguments,
+        _resim_data_run,
+    ),
 }
 
 # subcommands whose unknown options are config-field overrides
-PASSTHROUGH = {"eval", "export-demos"}
+PASSTHROUGH = {"eval", "export-demos", "resim-data"}
 
 
 def build_parser() -> argparse.ArgumentParser:

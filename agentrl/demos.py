@@ -57,7 +57,11 @@ def export_demonstrations(
             if (row := expert_conversation(env_config, task)) is not None and (row["success"] or not successful_only)]
     if not rows:
         raise ValueError("no demonstrations: the environment has no expert, or it solved none of the tasks")
-    dataset = datasets.Dataset.from_list(rows)
+    return save_dataset(datasets.Dataset.from_list(rows), out), len(rows)
+
+
+def save_dataset(dataset, out: str | Path) -> Path:
+    """Write a `datasets.Dataset` as JSONL, Parquet (by suffix) or a `save_to_disk` directory."""
     out = Path(out)
     if out.suffix == ".jsonl":
         dataset.to_json(str(out), lines=True)
@@ -65,4 +69,4 @@ def export_demonstrations(
         dataset.to_parquet(str(out))
     else:
         dataset.save_to_disk(str(out))
-    return out, len(rows)
+    return out

@@ -56,6 +56,23 @@ class Env(abc.ABC):
     def close(self) -> None:
         """Release resources (processes, servers, files). Safe to call twice."""
 
+    # --- optional: search from real states (ReSim trees) ---------------------------------
+    def snapshot(self) -> Any:
+        """The episode's current state, to come back to with `restore` (copied or replayable)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot snapshot its state")
+
+    def restore(self, snapshot: Any) -> None:
+        """Put the episode back in the state `snapshot` recorded."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
+
+    def candidate_actions(self) -> list[str]:
+        """Actions worth trying from the current state (all moves, admissible commands), for search."""
+        raise NotImplementedError(f"{type(self).__name__} does not list candidate actions")
+
+    def state_value(self) -> float | None:
+        """An estimate in [0, 1] of how good the current state is (e.g. from a solver), or None."""
+        return None
+
 
 @dataclass
 class EnvConfig:

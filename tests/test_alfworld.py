@@ -335,3 +335,30 @@ def test_eval_cli_runs_on_alfworld(games, tmp_path, capsys):
         assert "/valid_unseen/" in e.task_id
         assert e.initial_observation.startswith("-= Welcome to TextWorld, ALFRED! =-")
         assert 1 <= e.num_turns <= 3
+
+
+def test_snapshots_replay_the_commands_so_trees_see_real_next_states(games):
+    from agentrl.resim import expand_tree
+
+    root, paths, _ = games
+    cfg = _config(root)
+    task = _task(cfg, paths[("pick_and_place_simple", 0)], "pick_and_place_simple")
+    plan = cfg.expert_actions(task)
+    env = cfg.make()
+    try:
+        env.reset(task)
+        for command in plan[:2]:
+            observation = env.step(command).observation
+        snap, admissible = env.snapshot(), env.admissible
+        after = env.step(plan[2]).observation
+        env.restore(snap)
+        assert env.admissible == admissible == env.candidate_actions() and env.steps == 2
+        tree = expand_tree(env, observation, breadth=3, depth=1)
+        assert env.admissible == admissible and env.steps == 2  # untouched by the search
+        assert env.step(plan[2]).observation == after
+        for child in tree.children:  # each predicted next state is the real one
+            env.restore(snap)
+            assert env.step(child.action).observation == child.observation
+    finally:
+        env.close()
+    assert parse_command("<think>go to fridge 1?</think>\n<action>Open Fridge 1</action>") == "open fridge 1"

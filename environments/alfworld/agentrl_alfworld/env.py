@@ -12,6 +12,7 @@ observation ends with the commands the game accepts next.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .config import AlfWorldConfig
 
 ADMISSIBLE_PREFIX = "Admissible commands: "
+ACTION_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
 NOTHING_HAPPENS = "Nothing happens."
 
 
@@ -48,7 +50,11 @@ def task_line(feedback: str) -> str | None:
 
 
 def parse_command(action: str) -> str:
-    """The command in a policy's text: its first non-empty line, stripped, lower-cased."""
+    """The command in a policy's text: the last <action>...</action> if there is one (a reasoning
+    trace), else its first non-empty line; stripped, lower-cased."""
+    tags = ACTION_TAG.findall(action)
+    if tags:
+        return tags[-1].strip().lower()
     for line in action.strip().splitlines():
         if line.strip():
             return line.strip().lower()
@@ -96,6 +102,7 @@ class AlfWorldEnv(Env):
                       "expert_plan_length": None if plan is None else len(plan)}
         self._admissible = state["admissible"]
         self.steps, self.done, self.won = 0, False, False
+        self._task, self._commands = task, []
         if self.config.instructions:
             task_text = task_line(state["feedback"])
             base = instructions(self.config.admissible_commands)
@@ -110,6 +117,7 @@ class AlfWorldEnv(Env):
         command = parse_command(action)
         invalid = command not in self._admissible
         state = self._engine.call("step", command=command)
+        self._commands.append(command)
         self.steps += 1
         self._admissible = state["admissible"]
         self.won = state["won"]
@@ -119,6 +127,21 @@ class AlfWorldEnv(Env):
             info["success"] = self.won
         observation = render(state["feedback"], self._admissible, self.config.admissible_commands)
         return Step(observation=observation, reward=1.0 if self.won else 0.0, done=self.done, info=info)
+
+    # --- search support (ReSim): the engine's state is rebuilt by replaying the commands ----------
+    def snapshot(self) -> tuple:
+        if not self._info:
+            raise RuntimeError("call reset() before snapshot()")
+        return (self._task, tuple(self._commands))
+
+    def restore(self, snapshot: tuple) -> None:
+        task, commands = snapshot
+        self.reset(task)
+        for command in commands:
+            self.step(command)
+
+    def candidate_actions(self) -> list[str]:
+        return list(self._admissible)
 
     @property
     def admissible(self) -> list[str]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from agentrl.env import Env, Step, Task
 
-from .actions import parse_action
+from .actions import ACTIONS, parse_action
 from .levels import Level, parse_level, render_level
 from .solver import DEFAULT_MAX_NODES, moves_to_solve, solve
 
@@ -102,6 +102,24 @@ class SokobanEnv(Env):
         self.done = False
         grid = self.render()
         return f"{rules(self.config.floor_symbol)}\n\n{grid}" if self.config.instructions else grid
+
+    # --- search support (ReSim): levels are immutable, so a snapshot is a reference -----------
+    def snapshot(self) -> tuple:
+        return (self.level, self.steps, self.done)
+
+    def restore(self, snapshot: tuple) -> None:
+        self.level, self.steps, self.done = snapshot
+
+    def candidate_actions(self) -> list[str]:
+        return list(ACTIONS)
+
+    def state_value(self) -> float:
+        """0.9 ** (optimal moves left): 1 when solved, 0 when deadlocked; 0 if the solver gives up."""
+        assert self.level is not None
+        if self.level.solved:
+            return 1.0
+        remaining = moves_to_solve_cached(render_level(self.level))
+        return 0.0 if remaining is None or math.isinf(remaining) else 0.9 ** remaining
 
     def step(self, action: str) -> Step:
         if self.level is None:

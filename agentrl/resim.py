@@ -1,0 +1,140 @@
+"""ReSim: "simulate, then act" reasoning traces from search trees grown in the real environment.
+
+At a real state, `expand_tree` tries candidate actions by actually executing them (breadth b,
+depth d) from a snapshot of the env, restoring the snapshot after each branch, so the env is
+left exactly as it was. Leaves are valued by the env (success, or `state_value()` such as a
+solver's distance), discounted by depth, and values back up by max. `compose_trace` turns a
+tree into the text the policy learns to write: for each candidate, the next state it leads to
+(taken from the real tree) and its value, then the chosen action; `parse_trace` reads such a
+text back. `resim_episode` follows the tree's choice from a task's start, giving one trace per
+visited state; `resim_dataset` writes them as a chat `datasets.Dataset` (TRL format).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrl.env import Env, EnvConfig, Task
+
+
+@dataclass
+class Node:
+    """A real state in the tree: reached by `action` from its parent (the root has action "")."""
+
+    action: str
+    observation: str
+    reward: float = 0.0  # the env's reward for the step into this node
+    done: bool = False
+    success: bool = False
+    value: float = 0.0  # backed-up value of this node, in [0, 1] for envs with state_value
+    children: list[Node] = field(default_factory=list)
+
+    def best(self) -> Node:
+        """The child with the highest value (the first such, in candidate order)."""
+        if not self.children:
+            raise ValueError("a leaf has no best child")
+        return max(self.children, key=lambda c: c.value)
+
+
+def expand_tree(env: Env, observation: str, breadth: int, depth: int, gamma: float = 0.9) -> Node:
+    """The tree of real outcomes of up to `breadth` candidate actions per state, `depth` levels deep,
+    from the env's current state (`observation` is what the agent sees there). The env is restored
+    to that state before returning."""
+    if breadth < 1 or depth < 1:
+        raise ValueError(f"breadth and depth must be >= 1 (got {breadth}, {depth})")
+    root = Node("", observation)
+    start = env.snapshot()
+    try:
+        _expand(env, root, start, breadth, depth, gamma)
+    finally:
+        env.restore(start)
+    root.value = root.best().value
+    return root
+
+
+def _expand(env: Env, node: Node, state: Any, breadth: int, depth: int, gamma: float) -> None:
+    for action in env.candidate_actions()[:breadth]:
+        env.restore(state)
+        step = env.step(action)
+        child = Node(action, step.observation, step.reward, step.done, bool(step.info.get("success", False)))
+        node.children.append(child)
+        if child.done:
+            child.value = 1.0 if child.success else 0.0
+        elif depth > 1:
+            _expand(env, child, env.snapshot(), breadth, depth - 1, gamma)
+            child.value = gamma * child.best().value
+        else:
+            child.value = env.state_value() or 0.0
+
+
+SIMULATION = re.compile(r'<simulate action="(?P<action>[^"]*)">\n(?P<state>.*?)\n</simulate>\nvalue: (?P<value>-?[\d.]+)',
+                        re.DOTALL)
+ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL)
+
+
+@dataclass
+class Simulation:
+    action: str
+    next_state: str
+    value: float
+
+
+def compose_trace(tree: Node) -> str:
+    """The template composer: every candidate's real next state and value, then the best action."""
+    parts = ["<think>"]
+    for child in tree.children:
+        parts.append(f'<simulate action="{child.action}">\n{child.observation}\n</simulate>\nvalue: {child.value:.2f}')
+    choice = tree.best()
+    parts.append(f"The best move is {choice.action}.\n</think>\n<action>{choice.action}</action>")
+    return "\n".join(parts)
+
+
+def parse_trace(text: str) -> tuple[list[Simulation], str | None]:
+    """(simulations, action) out of a trace; the action is the last <action> tag (None if absent)."""
+    sims = [Simulation(m["action"], m["state"], float(m["value"])) for m in SIMULATION.finditer(text)]
+    actions = ACTION.findall(text)
+    return sims, (actions[-1].strip() if actions else None)
+
+
+def resim_episode(env_config: EnvConfig, task: Task, breadth: int, depth: int, max_steps: int = 50,
+                  gamma: float = 0.9) -> dict[str, Any]:
+    """Play `task` by the tree's choice at every state; returns a row with one trace per state:
+    `messages` (system, then observation -> trace turns), `examples` (one single-turn chat per
+    state, for policies that see only the current observation) and whether it was solved."""
+    env = env_config.make()
+    try:
+        observation = env.reset(task)
+        system = [{"role": "system", "content": env.system_prompt}] if env.system_prompt else []
+        messages, examples, success = list(system), [], False
+        for _ in range(max_steps):
+            trace = compose_trace(expand_tree(env, observation, breadth, depth, gamma))
+            messages += [{"role": "user", "content": observation}, {"role": "assistant", "content": trace}]
+            examples.append([*system, {"role": "user", "content": observation}, {"role": "assistant", "content": trace}])
+            step = env.step(trace)
+            observation = step.observation
+            if step.done:
+                success = bool(step.info.get("success", False))
+                break
+        return {"task_id": task.id, "messages": messages, "examples": examples, "success": success}
+    finally:
+        env.close()
+
+
+def resim_dataset(env_config: EnvConfig, tasks: list[Task], breadth: int, depth: int, *, max_steps: int = 50,
+                  successful_only: bool = True, per_state: bool = True):
+    """A `datasets.Dataset` of ReSim chats: one row per visited state (`per_state`) or per episode."""
+    import datasets
+
+    rows = []
+    for task in tasks:
+        episode = resim_episode(env_config, task, breadth, depth, max_steps)
+        if successful_only and not episode["success"]:
+            continue
+        if per_state:
+            rows += [{"task_id": task.id, "messages": chat} for chat in episode["examples"]]
+        else:
+            rows.append({"task_id": task.id, "messages": episode["messages"]})
+    if not rows:
+        raise ValueError("no ReSim traces: the tree search solved none of the tasks")
+    return datasets.Dataset.from_list(rows)

@@ -1,0 +1,89 @@
+"""ReSim search trees on the real Sokoban env: snapshots, real next states, trace round trip, data."""
+from __future__ import annotations
+
+import pytest
+
+from agentrl.env import Task
+from agentrl.resim import compose_trace, expand_tree, parse_trace, resim_dataset, resim_episode
+from agentrl_sokoban import SokobanConfig
+from agentrl_sokoban.actions import parse_action
+from agentrl_sokoban.levels import parse_level, render_level
+from agentrl_sokoban.solver import moves_to_solve
+
+# 7x7: the player left of a box two cells from its target (solution: right, right), room to wander
+LEVEL = "\n".join([
+    "#######",
+    "#     #",
+    "# @$ .#",
+    "#     #",
+    "#     #",
+    "#     #",
+    "#######",
+])
+
+
+def env_at(prefix: list[str]):
+    env = SokobanConfig(instructions=False, max_steps=20).make()
+    obs = env.reset(Task("t", {"level": LEVEL}))
+    for move in prefix:
+        obs = env.step(move).observation
+    return env, obs
+
+
+def test_expanding_a_tree_leaves_the_env_untouched():
+    env, obs = env_at(["down"])
+    before = (env.render(), env.steps, env.done)
+    tree = expand_tree(env, obs, breadth=4, depth=3)
+    assert len(tree.children) == 4 and all(len(c.children) == 4 for c in tree.children if not c.done)
+    assert (env.render(), env.steps, env.done) == before
+    # and it goes on exactly as an env that never searched
+    fresh, _ = env_at(["down"])
+    for move in ("up", "right", "right"):
+        a, b = env.step(move), fresh.step(move)
+        assert (a.observation, a.reward, a.done) == (b.observation, b.reward, b.done)
+    assert a.done and a.info["success"]
+
+
+def test_depth_one_predictions_are_the_real_next_states_and_values_the_solver_distance():
+    env, obs = env_at([])
+    tree = expand_tree(env, obs, breadth=4, depth=1, gamma=0.9)
+    assert [c.action for c in tree.children] == ["up", "down", "left", "right"]
+    for child in tree.children:
+        real, _ = env_at([])
+        step = real.step(child.action)
+        assert child.observation == step.observation and child.reward == step.reward
+        # value: 0.9 ** (optimal moves left), from the solver run on the level text independently
+        level = parse_level(LEVEL).move(child.action).level
+        assert child.value == pytest.approx(0.9 ** moves_to_solve(render_level(level)))
+    # hand count: the solution is right, right; after "right" one move is left -> 0.9, else 3 moves -> 0.729
+    assert tree.best().action == "right" and tree.best().value == pytest.approx(0.9)
+    assert [round(c.value, 3) for c in tree.children] == [0.729, 0.729, 0.729, 0.9]
+
+
+def test_trace_parses_back_into_simulations_and_action():
+    env, obs = env_at([])
+    tree = expand_tree(env, obs, breadth=4, depth=2)
+    trace = compose_trace(tree)
+    sims, action = parse_trace(trace)
+    assert [(s.action, s.next_state) for s in sims] == [(c.action, c.observation) for c in tree.children]
+    assert [s.value for s in sims] == [round(c.value, 2) for c in tree.children]
+    assert action == tree.best().action == "right"
+    assert parse_action(trace) == "right"  # the env reads the trace's final answer
+    assert parse_trace("no trace here") == ([], None)
+
+
+def test_resim_episode_plays_optimally_and_builds_a_chat_dataset():
+    cfg = SokobanConfig(width=6, height=6, num_boxes=1, instructions=False)
+    tasks = cfg.tasks("train", 3, 7)
+    episode = resim_episode(cfg, tasks[0], breadth=4, depth=2)
+    assert episode["success"]
+    # every chosen move is optimal: the solver's distance drops by one each step
+    assert len(episode["examples"]) == tasks[0].data["optimal_length"]
+    data = resim_dataset(cfg, tasks, breadth=4, depth=2)
+    assert len(data) == sum(t.data["optimal_length"] for t in tasks)
+    chat = data[0]["messages"]
+    assert [m["role"] for m in chat] == ["user", "assistant"]
+    sims, action = parse_trace(chat[1]["content"])
+    assert len(sims) == 4 and action in {"up", "down", "left", "right"}
+    with pytest.raises(ValueError, match="breadth and depth"):
+        expand_tree(cfg.make(), "", 0, 1)
