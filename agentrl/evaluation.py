@@ -8,6 +8,7 @@ import numpy as np
 from agentrl.engines import Engine, EngineConfig, make_engine
 from agentrl.env import EnvConfig
 from agentrl.episode import Episode
+from agentrl.resim import simulation_accuracy
 from agentrl.rollout import RolloutConfig, collect_sync
 
 
@@ -29,13 +30,17 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
     if not episodes:
         return {"success_rate": 0.0, "mean_reward": 0.0, "mean_steps": 0.0, "invalid_action_rate": 0.0, "failed": 0.0}
     steps = sum(e.num_turns for e in episodes)
-    return {
+    summary = {
         "success_rate": float(np.mean([e.success for e in episodes])),
         "mean_reward": float(np.mean([e.reward for e in episodes])),
         "mean_steps": steps / len(episodes),
         "invalid_action_rate": sum(e.invalid_actions for e in episodes) / max(steps, 1),
         "failed": float(sum(e.failed for e in episodes)),
     }
+    sim = simulation_accuracy(episodes)  # only for policies that write ReSim traces
+    if sim is not None:
+        summary["sim_accuracy"] = sim
+    return summary
 
 
 def evaluate(

@@ -76,7 +76,14 @@ def run_recipe(
             from agentrl.model_builder import build_local_model
 
             lm = recipe.local_model
-            build_local_model(model, env_configs=[recipe.rl.env], vocab_size=lm.vocab_size, seed=lm.seed,
+            extra: list[str] = []
+            if recipe.sft.steps > 0 and recipe.sft.demonstrations == "resim":  # the tokenizer learns the trace words
+                from agentrl.resim import resim_actions
+
+                play = resim_actions(recipe.rl.env, recipe.sft.resim_breadth, recipe.sft.resim_depth)
+                extra = [a for task in recipe.rl.env.tasks("train", 20, lm.seed) for a in play(task) or []]
+            build_local_model(model, env_configs=[recipe.rl.env], extra_texts=extra, vocab_size=lm.vocab_size,
+                              seed=lm.seed,
                               n_tasks=lm.corpus_tasks,
                               hidden_size=lm.hidden_size, num_layers=lm.layers, num_heads=lm.heads,
                               intermediate_size=lm.intermediate_size)
@@ -115,13 +122,15 @@ def print_summary(results: dict[str, dict], tasks: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"Greedy success on {tasks} held-out tasks")
-    for col in ("stage", "success", "mean reward", "mean steps", "invalid actions"):
+    sim = any("sim_accuracy" in r for r in results.values() if r)  # policies that write ReSim traces
+    for col in ("stage", "success", "mean reward", "mean steps", "invalid actions") + (("simulation accuracy",) if sim else ()):
         table.add_column(col)
     for stage in ("untrained", "before RL", "after RL"):
         if results.get(stage):
             r = results[stage]
-            table.add_row(stage, f"{r['success_rate']:.1%}", f"{r['mean_reward']:.3f}", f"{r['mean_steps']:.1f}",
-                          f"{r['invalid_action_rate']:.1%}")
+            row = [stage, f"{r['success_rate']:.1%}", f"{r['mean_reward']:.3f}", f"{r['mean_steps']:.1f}",
+                   f"{r['invalid_action_rate']:.1%}"]
+            table.add_row(*row, *([f"{r['sim_accuracy']:.1%}" if "sim_accuracy" in r else "-"] if sim else []))
     Console().print(table)
 
 

@@ -97,6 +97,34 @@ def parse_trace(text: str) -> tuple[list[Simulation], str | None]:
     return sims, (actions[-1].strip() if actions else None)
 
 
+def simulation_accuracy(episodes: list) -> float | None:
+    """How often the state a trace predicted for the action it took is the real next observation
+    (over turns whose action is a trace that simulates its own choice); None without such turns."""
+    hits = total = 0
+    for episode in episodes:
+        for turn in episode.turns:
+            if "<simulate" not in turn.action:
+                continue
+            sims, action = parse_trace(turn.action)
+            predicted = next((s.next_state for s in sims if s.action == action), None)
+            if predicted is None:
+                continue
+            total += 1
+            hits += predicted.strip("\n") == turn.observation.strip("\n")
+    return hits / total if total else None
+
+
+def resim_actions(env_config: EnvConfig, breadth: int, depth: int, max_steps: int = 50):
+    """A demonstrations source for SFT: the traces of `resim_episode` (None when it fails the task)."""
+    def actions(task: Task) -> list[str] | None:
+        episode = resim_episode(env_config, task, breadth, depth, max_steps)
+        if not episode["success"]:
+            return None
+        return [m["content"] for m in episode["messages"] if m["role"] == "assistant"]
+
+    return actions
+
+
 def resim_episode(env_config: EnvConfig, task: Task, breadth: int, depth: int, max_steps: int = 50,
                   gamma: float = 0.9) -> dict[str, Any]:
     """Play `task` by the tree's choice at every state; returns a row with one trace per state:

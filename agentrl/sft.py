@@ -6,6 +6,7 @@ expert's actions), so their token layout is exactly what the policy will see in 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,20 +32,30 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(enabled=False))
+    demonstrations: str = "expert"  # expert: the env's expert actions; resim: ReSim traces from search trees
+    resim_breadth: int = 4  # ReSim: candidate actions per state
+    resim_depth: int = 2  # ReSim: tree depth
 
     def validate(self) -> None:
         if self.tasks < 1 or self.steps < 0 or self.batch_size < 1:
             raise ValueError("tasks and batch_size must be >= 1, steps >= 0")
+        if self.demonstrations not in ("expert", "resim"):
+            raise ValueError(f"demonstrations must be expert or resim (got {self.demonstrations!r})")
+        if self.resim_breadth < 1 or self.resim_depth < 1:
+            raise ValueError("resim_breadth and resim_depth must be >= 1")
 
 
 def demonstration_episodes(
     env_config: EnvConfig, tasks: list[Task], tokenizer, rollout: RolloutConfig, max_model_len: int,
+    actions_for: Callable[[Task], list[str] | None] | None = None,
 ) -> list[Episode]:
-    """The expert's successful episodes on `tasks`, tokenized as rollouts are."""
+    """The expert's successful episodes on `tasks`, tokenized as rollouts are. `actions_for` gives
+    a task's demonstration actions (default: the env's expert; e.g. `resim.resim_actions`)."""
     chat = ChatFormat(tokenizer)
+    actions_for = actions_for or env_config.expert_actions
 
     async def play(i: int, task: Task, limit: asyncio.Semaphore) -> Episode | None:
-        actions = env_config.expert_actions(task)
+        actions = actions_for(task)
         if actions is None:
             return None
         engine = ScriptedEngine(tokenizer, actions, max_model_len)
@@ -72,7 +83,12 @@ def train_sft(
     ), seed=cfg.seed)
     max_len = learner.accelerator.unwrap_model(learner.model).config.max_position_embeddings
     tasks = env_config.tasks("train", cfg.tasks, cfg.seed)
-    demos = demonstration_episodes(env_config, tasks, tokenizer, rollout, max_len)
+    source = None
+    if cfg.demonstrations == "resim":
+        from agentrl.resim import resim_actions
+
+        source = resim_actions(env_config, cfg.resim_breadth, cfg.resim_depth, rollout.max_turns)
+    demos = demonstration_episodes(env_config, tasks, tokenizer, rollout, max_len, source)
     samples = [Sample(s.token_ids, s.loss_mask, s.logprobs, 0.0, i) for i, e in enumerate(demos) for s in e.sequences()]
     if not samples:
         raise ValueError("no demonstrations: the environment's expert solved none of the tasks")

@@ -87,3 +87,44 @@ def test_resim_episode_plays_optimally_and_builds_a_chat_dataset():
     assert len(sims) == 4 and action in {"up", "down", "left", "right"}
     with pytest.raises(ValueError, match="breadth and depth"):
         expand_tree(cfg.make(), "", 0, 1)
+
+
+def test_simulation_accuracy_counts_the_taken_moves_predicted_grid():
+    from agentrl.episode import Episode, Turn
+    from agentrl.evaluation import summarize
+    from agentrl.resim import simulation_accuracy
+
+    env, obs = env_at([])
+    tree = expand_tree(env, obs, breadth=4, depth=1)
+    trace = compose_trace(tree)  # chooses "right"; its simulation is the real grid after "right"
+    real_after_right = next(c.observation for c in tree.children if c.action == "right")
+    wrong = trace.replace(real_after_right, real_after_right.replace("@", " ", 1), 1)  # a wrong prediction
+    turns = [Turn([], [], [], action=trace, observation=real_after_right),  # hit
+             Turn([], [], [], action=wrong, observation=real_after_right),  # miss
+             Turn([], [], [], action="right", observation=real_after_right),  # no trace: not counted
+             Turn([], [], [], action=trace, observation=real_after_right + "\n")]  # hit (trailing newline)
+    episodes = [Episode(task_id="t", group_id="g", episode_id="e", turns=turns)]
+    assert simulation_accuracy(episodes) == pytest.approx(2 / 3)
+    assert summarize(episodes)["sim_accuracy"] == pytest.approx(2 / 3)
+    assert simulation_accuracy([Episode(task_id="t", group_id="g", episode_id="e", turns=turns[2:3])]) is None
+    assert "sim_accuracy" not in summarize([Episode(task_id="t", group_id="g", episode_id="e", turns=turns[2:3])])
+
+
+def test_sft_on_resim_traces_uses_them_as_demonstrations(tmp_path):
+    from agentrl.model_builder import build_local_model
+    from agentrl.resim import resim_actions
+    from agentrl.rollout import RolloutConfig
+    from agentrl.sft import SFTConfig, demonstration_episodes
+
+    cfg = SokobanConfig(width=6, height=6, num_boxes=1, instructions=False)
+    tasks = cfg.tasks("train", 2, 0)
+    model = build_local_model(tmp_path / "m", env_configs=[cfg], n_tasks=5, hidden_size=32, num_layers=1,
+                              num_heads=2, intermediate_size=32)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    demos = demonstration_episodes(cfg, tasks, tokenizer, RolloutConfig(history=0), 4096, resim_actions(cfg, 4, 2))
+    assert len(demos) == 2 and all(d.success for d in demos)
+    assert all(parse_trace(t.action)[1] == t.info["action"] for d in demos for t in d.turns)
+    with pytest.raises(ValueError, match="demonstrations must be expert or resim"):
+        SFTConfig(demonstrations="tree").validate()
