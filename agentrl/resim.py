@@ -68,8 +68,8 @@ def _expand(env: Env, node: Node, state: Any, breadth: int, depth: int, gamma: f
             child.value = env.state_value() or 0.0
 
 
-SIMULATION = re.compile(r'<simulate action="(?P<action>[^"]*)">\n(?P<state>.*?)\n</simulate>\nvalue: (?P<value>-?[\d.]+)',
-                        re.DOTALL)
+SIMULATION = re.compile(
+    r'<simulate action="(?P<action>[^"]*)">\n(?P<state>.*?)\n</simulate>\nvalue: (?P<value>-?\d+(?:\.\d+)?)', re.DOTALL)
 ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL)
 
 

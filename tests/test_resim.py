@@ -70,6 +70,9 @@ def test_trace_parses_back_into_simulations_and_action():
     assert action == tree.best().action == "right"
     assert parse_action(trace) == "right"  # the env reads the trace's final answer
     assert parse_trace("no trace here") == ([], None)
+    # what a model writes need not be well formed: a bad value ends the number, nothing raises
+    sims, action = parse_trace('<simulate action="up">\n@ \n</simulate>\nvalue: 1.0.5\n<action>up')
+    assert [(s.action, s.next_state, s.value) for s in sims] == [("up", "@ ", 1.0)] and action is None
 
 
 def test_resim_episode_plays_optimally_and_builds_a_chat_dataset():
