@@ -121,14 +121,22 @@ def _export_demos_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Any other option is an environment field: --env.<field> (e.g. --env.task_types 1 2)."
 
 
-def _export_demos_run(args: argparse.Namespace) -> int:
-    from agentrl.config import ConfigError, parse_config
-    from agentrl.demos import EnvFields, export_demonstrations
+def _env_config(args: argparse.Namespace, command: str):
+    """The `--env NAME` config with the `--env.<field>` overrides applied (raises on a bad field)."""
+    from agentrl.config import parse_config
+    from agentrl.demos import EnvFields
     from agentrl.env import env_config_class
 
+    default = EnvFields(env=env_config_class(args.env)())
+    return parse_config(default, args.config_overrides, prog=f"agentrl {command} --env {args.env}").env
+
+
+def _export_demos_run(args: argparse.Namespace) -> int:
+    from agentrl.config import ConfigError
+    from agentrl.demos import export_demonstrations
+
     try:
-        default = EnvFields(env=env_config_class(args.env)())
-        env_config = parse_config(default, args.config_overrides, prog=f"agentrl export-demos --env {args.env}").env
+        env_config = _env_config(args, "export-demos")
     except (ConfigError, ValueError) as exc:
         print(f"config error: {exc}")
         return 2
@@ -156,14 +164,12 @@ def _resim_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resim_data_run(args: argparse.Namespace) -> int:
-    from agentrl.config import ConfigError, parse_config
-    from agentrl.demos import EnvFields, save_dataset
-    from agentrl.env import env_config_class
+    from agentrl.config import ConfigError
+    from agentrl.demos import save_dataset
     from agentrl.resim import resim_dataset
 
     try:
-        default = EnvFields(env=env_config_class(args.env)())
-        env_config = parse_config(default, args.config_overrides, prog=f"agentrl resim-data --env {args.env}").env
+        env_config = _env_config(args, "resim-data")
         if args.breadth < 1 or args.depth < 1:
             raise ValueError(f"--breadth and --depth must be >= 1 (got {args.breadth}, {args.depth})")
     except (ConfigError, ValueError) as exc:

@@ -53,6 +53,19 @@ def test_cpu_recipe_runs_every_stage_and_resumes(tmp_path, capsys):
     assert again["after RL"]["success_rate"] == results_after_3["success_rate"]
 
 
+def check_two_iteration_vllm_run(out: Path) -> list[dict]:
+    """A recipe's run directory after SFT + 2 RL iterations on vLLM: every stage's output, both
+    iterations logged, no failed episode (every one ran on the engine). Returns the metrics rows."""
+    for path in ("base_model/config.json", "sft_model/config.json", "rl/config.yaml", "rl/metrics.jsonl",
+                 "rl/final/config.json", "rl/checkpoints/iter_000002/trainer_state.json", "results.json"):
+        assert (out / path).exists(), path
+    assert "backend: vllm" in (out / "rl" / "config.yaml").read_text()
+    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "train/success_rate" in r] == [1, 2]
+    assert all(r["train/failed"] == 0 for r in rows if "train/failed" in r)
+    return rows
+
+
 @pytest.mark.slow
 @pytest.mark.alfworld
 def test_alfworld_cpu_recipe_runs_on_vllm(tmp_path, capsys):
@@ -70,13 +83,7 @@ def test_alfworld_cpu_recipe_runs_on_vllm(tmp_path, capsys):
         "--rollouts_per_task", "2", "--rl.iterations", "2", "--eval.tasks", "2",
     ])
     assert set(results) == {"untrained", "before RL", "after RL"}
-    for path in ("base_model/config.json", "sft_model/config.json", "rl/config.yaml", "rl/metrics.jsonl",
-                 "rl/final/config.json", "rl/checkpoints/iter_000002/trainer_state.json", "results.json"):
-        assert (out / path).exists(), path
-    assert "backend: vllm" in (out / "rl" / "config.yaml").read_text()
-    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows if "train/success_rate" in r] == [1, 2]
-    assert all(r["train/failed"] == 0 for r in rows if "train/failed" in r)  # every episode ran on the engine
+    check_two_iteration_vllm_run(out)
     from agentrl.episode import load_episodes
 
     episodes = load_episodes(str(out / "rl" / "episodes" / "train_00001.jsonl"))
@@ -104,13 +111,7 @@ def test_appworld_cpu_recipe_under_accelerate_launch(tmp_path):
         capture_output=True, text=True, timeout=1500, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    for path in ("base_model/config.json", "sft_model/config.json", "rl/config.yaml", "rl/metrics.jsonl",
-                 "rl/final/config.json", "rl/checkpoints/iter_000002/trainer_state.json", "results.json"):
-        assert (out / path).exists(), path
-    assert "backend: vllm" in (out / "rl" / "config.yaml").read_text()
-    rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows if "train/success_rate" in r] == [1, 2]
-    assert all(r["train/failed"] == 0 for r in rows if "train/failed" in r)
+    rows = check_two_iteration_vllm_run(out)
     assert any("eval/tgc" in r and "eval/sgc" in r for r in rows)
     from agentrl.episode import load_episodes
 
