@@ -11,12 +11,11 @@ from agentrl.env import EnvConfig, Task
 
 from .install import default_home, venv_python, world_root
 from .metrics import tgc_sgc
-from .prompt import instructions
+from .prompt import SOLUTION_CALL, instructions
 from .servers import ServerPool, shared_pool
 
 SPLITS = ("train", "test")
 REWARDS = ("pass_fraction", "success")
-SOLUTION_CALL = "\nsolution(apis, requester)\n"
 
 
 @dataclass

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+# how a task's ground-truth `def solution(apis, requester)` is run as agent code (builder and expert alike)
+SOLUTION_CALL = "\nsolution(apis, requester)\n"
 _CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 

@@ -32,8 +32,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-# servers run `agentrl_appworld.serve` from this package's directory, in AppWorld's venv
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .install import package_parent  # servers run `agentrl_appworld.serve` from here, in AppWorld's venv
+
 
 
 class ServerDown(RuntimeError):
@@ -130,7 +130,7 @@ class ServerPool:
         def limit_memory() -> None:  # in the child, before exec
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-        env = dict(os.environ, APPWORLD_ROOT=self.run_root, PYTHONUNBUFFERED="1", PYTHONPATH=PACKAGE_PARENT)
+        env = dict(os.environ, APPWORLD_ROOT=self.run_root, PYTHONUNBUFFERED="1", PYTHONPATH=package_parent())
         with open(server.log_path, "ab") as log:
             server.process = subprocess.Popen(
                 [self.python, "-m", "agentrl_appworld.serve", "--port", str(server.port), "--parent", str(os.getpid())],

@@ -32,10 +32,9 @@ from appworld.apps import get_all_apps
 from appworld.collections.models import ModelCollection
 from appworld.common.constants import CANARY_STRING, DB_VERSION
 
+from ..prompt import SOLUTION_CALL
 from .people import TASK_DATETIME, Supervisor
 
-# how the agent (and the env's expert) runs a ground-truth solution
-SOLUTION_CALL = "\nsolution(apis, requester)\n"
 
 
 @dataclass
