@@ -160,6 +160,9 @@ def _resim_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", choices=["train", "test"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-episode", action="store_true", help="one multi-turn chat per task, not per state")
+    parser.add_argument("--composer-model", default=None, metavar="MODEL",
+                        help="an HF model id or path that writes each trace's comparison (default: the template)")
+    parser.add_argument("--composer-engine", default="auto", help="engine serving --composer-model (auto, vllm, hf)")
     parser.epilog = "Any other option is an environment field: --env.<field> (e.g. --env.num_boxes 2)."
 
 
@@ -172,14 +175,33 @@ def _resim_data_run(args: argparse.Namespace) -> int:
         env_config = _env_config(args, "resim-data")
         if args.breadth < 1 or args.depth < 1:
             raise ValueError(f"--breadth and --depth must be >= 1 (got {args.breadth}, {args.depth})")
+        from agentrl.engines import EngineConfig, make_engine
+
+        engine_config = EngineConfig(backend=args.composer_engine)
+        try:
+            engine_config.validate()
+        except ValueError as exc:
+            raise ValueError(f"--composer-engine: {exc}") from None
     except (ConfigError, ValueError) as exc:
         print(f"config error: {exc}")
         return 2
     tasks = env_config.tasks(args.split, args.tasks, args.seed)
-    data = resim_dataset(env_config, tasks, args.breadth, args.depth, max_steps=args.max_steps,
-                         per_state=not args.per_episode)
+    engine = composer = None
+    if args.composer_model:
+        from agentrl.resim import LMComposer
+
+        engine = make_engine(args.composer_model, engine_config, args.seed)
+        composer = LMComposer(engine)
+    try:
+        data = resim_dataset(env_config, tasks, args.breadth, args.depth, max_steps=args.max_steps,
+                             per_state=not args.per_episode, **({"composer": composer} if composer else {}))
+    finally:
+        if engine is not None:
+            engine.close()
     path = save_dataset(data, args.out)
     print(f"wrote {len(data)} ReSim traces from {len(set(data['task_id']))} solved tasks to {path}")
+    if composer is not None:
+        print(f"LM composer: {composer.composed} traces composed, {composer.fallbacks} fell back to the template")
     return 0
 
 

@@ -139,6 +139,9 @@ class Learner:
         # unpadded rows, one per sample, in batch order
         old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
         metrics = self._mismatch(batch.samples, old_by_sample)
+        for s, row in zip(batch.samples, old_by_sample):  # NaN: never computed (Dyna-GRPO's (s_t, a_refine))
+            if any(math.isnan(x) for x in s.behaviour_logprobs):
+                s.behaviour_logprobs = [o if math.isnan(b) else b for b, o in zip(s.behaviour_logprobs, row.tolist())]
 
         self.model.train()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
@@ -198,9 +201,11 @@ class Learner:
         """How far the learner's logprobs are from the engine's (same weights, different kernels)."""
         diffs = []
         for s, row in zip(samples, old):
-            m = torch.tensor(s.loss_mask, dtype=torch.bool)
-            diffs.append((row[: len(s.loss_mask)][m] - torch.tensor(s.behaviour_logprobs)[m]).abs())
+            behaviour = torch.tensor(s.behaviour_logprobs)
+            m = torch.tensor(s.loss_mask, dtype=torch.bool) & ~behaviour.isnan()
+            diffs.append((row[: len(s.loss_mask)][m] - behaviour[m]).abs())
         d = torch.cat(diffs) if diffs else torch.zeros(1)
+        d = d if d.numel() else torch.zeros(1)
         return {"logprob_mismatch/mean_abs": float(d.mean()), "logprob_mismatch/max_abs": float(d.max())}
 
     # -- supervised warm start -----------------------------------------------

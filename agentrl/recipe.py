@@ -69,24 +69,6 @@ def run_recipe(
     from agentrl.evaluation import evaluate_checkpoint
     from agentrl.trainer import Trainer
 
-    model = recipe.model
-    if model == "local":
-        model = str(out / "base_model")
-        if not (out / "base_model" / "config.json").exists():
-            from agentrl.model_builder import build_local_model
-
-            lm = recipe.local_model
-            extra: list[str] = []
-            if recipe.sft.steps > 0 and recipe.sft.demonstrations == "resim":  # the tokenizer learns the trace words
-                from agentrl.resim import resim_actions
-
-                play = resim_actions(recipe.rl.env, recipe.sft.resim_breadth, recipe.sft.resim_depth)
-                extra = [a for task in recipe.rl.env.tasks("train", 20, lm.seed) for a in play(task) or []]
-            build_local_model(model, env_configs=[recipe.rl.env], extra_texts=extra, vocab_size=lm.vocab_size,
-                              seed=lm.seed,
-                              n_tasks=lm.corpus_tasks,
-                              hidden_size=lm.hidden_size, num_layers=lm.layers, num_heads=lm.heads,
-                              intermediate_size=lm.intermediate_size)
     results: dict[str, dict] = {}
 
     def greedy_eval(stage: str, path: str) -> None:
@@ -95,14 +77,9 @@ def run_recipe(
         print(f"[{stage}] greedy success on {recipe.rl.eval.tasks} held-out tasks: "
               f"{results[stage]['success_rate']:.1%}", flush=True)
 
-    if recipe.sft.steps > 0:
-        greedy_eval("untrained", model)
-        sft_dir = out / "sft_model"
-        if not (sft_dir / "config.json").exists():
-            from agentrl.sft import train_sft
-
-            train_sft(model, recipe.rl.env, recipe.rl.rollout, recipe.sft, sft_dir)
-        model = str(sft_dir)
+    base, model = warm_start(recipe, out)
+    if model != base:
+        greedy_eval("untrained", base)
 
     recipe.rl.model = model
     recipe.rl.output_dir = str(out / "rl")
@@ -115,6 +92,39 @@ def run_recipe(
     print_summary(results, recipe.rl.eval.tasks)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def warm_start(recipe: Recipe, out: Path) -> tuple[str, str]:
+    """(the untrained model, the model RL starts from): builds the local model when `model` is
+    "local" and runs the SFT stage, each only when its output under `out` is missing."""
+    model = recipe.model
+    if model == "local":
+        model = str(out / "base_model")
+        if not (out / "base_model" / "config.json").exists():
+            from agentrl.model_builder import build_local_model
+
+            lm = recipe.local_model
+            extra: list[str] = []
+            if recipe.sft.steps > 0 and recipe.sft.demonstrations == "resim":  # the tokenizer learns the trace words
+                from agentrl.resim import resim_actions
+
+                play = resim_actions(recipe.rl.env, recipe.sft.resim_breadth, recipe.sft.resim_depth)
+                tasks = recipe.rl.env.tasks("train", min(20, lm.corpus_tasks), lm.seed)
+                extra = [a for task in tasks for a in play(task) or []]
+            build_local_model(model, env_configs=[recipe.rl.env], extra_texts=extra, vocab_size=lm.vocab_size,
+                              seed=lm.seed,
+                              n_tasks=lm.corpus_tasks,
+                              hidden_size=lm.hidden_size, num_layers=lm.layers, num_heads=lm.heads,
+                              intermediate_size=lm.intermediate_size)
+    base = model
+    if recipe.sft.steps > 0:
+        sft_dir = out / "sft_model"
+        if not (sft_dir / "config.json").exists():
+            from agentrl.sft import train_sft
+
+            train_sft(model, recipe.rl.env, recipe.rl.rollout, recipe.sft, sft_dir)
+        model = str(sft_dir)
+    return base, model
 
 
 def print_summary(results: dict[str, dict], tasks: int) -> None:

@@ -80,14 +80,53 @@ class Simulation:
     value: float
 
 
-def compose_trace(tree: Node) -> str:
-    """The template composer: every candidate's real next state and value, then the best action."""
+def compose_trace(tree: Node, reasoning: str | None = None) -> str:
+    """The template composer: every candidate's real next state and value, then the best action
+    (after `reasoning`, default "The best move is X.")."""
     parts = ["<think>"]
     for child in tree.children:
         parts.append(f'<simulate action="{child.action}">\n{child.observation}\n</simulate>\nvalue: {child.value:.2f}')
     choice = tree.best()
-    parts.append(f"The best move is {choice.action}.\n</think>\n<action>{choice.action}</action>")
+    reasoning = reasoning or f"The best move is {choice.action}."
+    parts.append(f"{reasoning}\n</think>\n<action>{choice.action}</action>")
     return "\n".join(parts)
+
+
+COMPOSE_INSTRUCTION = (
+    "You are shown the real outcome of each candidate action from the current state, with its value "
+    "(higher is better). In a few sentences, compare the candidates and say which action to take; end "
+    "with it as <action>...</action>.\n\nCurrent state:\n{observation}\n\n{tree}"
+)
+
+
+class LMComposer:
+    """The optional LM composer: an `Engine` (any model) writes the comparison of the candidates
+    in place of the template's one line; the simulations stay the tree's real states, so traces
+    still parse. An answer that does not pick the tree's best action is replaced by the template's."""
+
+    def __init__(self, engine, max_new_tokens: int = 256, instruction: str = COMPOSE_INSTRUCTION) -> None:
+        from agentrl.chat import ChatFormat
+
+        self.engine, self.max_new_tokens, self.instruction = engine, max_new_tokens, instruction
+        self.chat = ChatFormat(engine.tokenizer)
+        self.composed = self.fallbacks = 0
+
+    def __call__(self, tree: Node) -> str:
+        from agentrl.engines.base import SamplingParams
+        from agentrl.rollout import run_sync
+
+        blocks = compose_trace(tree).split("<think>\n", 1)[1].rsplit("\n", 3)[0]  # the simulations and values
+        prompt = self.chat.first_prompt(self.instruction.format(observation=tree.observation, tree=blocks))
+        sampling = SamplingParams(temperature=0.0, max_new_tokens=self.max_new_tokens, seed=0)
+        completion = run_sync(self.engine, self.engine.generate(prompt, sampling))
+        text = self.engine.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+        _, action = parse_trace(text)
+        reasoning = text.rsplit("<action>", 1)[0].strip()
+        if action != tree.best().action or not reasoning:
+            self.fallbacks += 1
+            return compose_trace(tree)
+        self.composed += 1
+        return compose_trace(tree, reasoning)
 
 
 def parse_trace(text: str) -> tuple[list[Simulation], str | None]:
@@ -114,10 +153,10 @@ def simulation_accuracy(episodes: list) -> float | None:
     return hits / total if total else None
 
 
-def resim_actions(env_config: EnvConfig, breadth: int, depth: int, max_steps: int = 50):
+def resim_actions(env_config: EnvConfig, breadth: int, depth: int, max_steps: int = 50, composer=compose_trace):
     """A demonstrations source for SFT: the traces of `resim_episode` (None when it fails the task)."""
     def actions(task: Task) -> list[str] | None:
-        episode = resim_episode(env_config, task, breadth, depth, max_steps)
+        episode = resim_episode(env_config, task, breadth, depth, max_steps, composer=composer)
         if not episode["success"]:
             return None
         return [m["content"] for m in episode["messages"] if m["role"] == "assistant"]
@@ -126,7 +165,7 @@ def resim_actions(env_config: EnvConfig, breadth: int, depth: int, max_steps: in
 
 
 def resim_episode(env_config: EnvConfig, task: Task, breadth: int, depth: int, max_steps: int = 50,
-                  gamma: float = 0.9) -> dict[str, Any]:
+                  gamma: float = 0.9, composer=compose_trace) -> dict[str, Any]:
     """Play `task` by the tree's choice at every state; returns a row with one trace per state:
     `messages` (system, then observation -> trace turns), `examples` (one single-turn chat per
     state, for policies that see only the current observation) and whether it was solved."""
@@ -136,7 +175,7 @@ def resim_episode(env_config: EnvConfig, task: Task, breadth: int, depth: int, m
         system = [{"role": "system", "content": env.system_prompt}] if env.system_prompt else []
         messages, examples, success = list(system), [], False
         for _ in range(max_steps):
-            trace = compose_trace(expand_tree(env, observation, breadth, depth, gamma))
+            trace = composer(expand_tree(env, observation, breadth, depth, gamma))
             messages += [{"role": "user", "content": observation}, {"role": "assistant", "content": trace}]
             examples.append([*system, {"role": "user", "content": observation}, {"role": "assistant", "content": trace}])
             step = env.step(trace)
@@ -150,13 +189,13 @@ def resim_episode(env_config: EnvConfig, task: Task, breadth: int, depth: int, m
 
 
 def resim_dataset(env_config: EnvConfig, tasks: list[Task], breadth: int, depth: int, *, max_steps: int = 50,
-                  successful_only: bool = True, per_state: bool = True):
+                  successful_only: bool = True, per_state: bool = True, composer=compose_trace):
     """A `datasets.Dataset` of ReSim chats: one row per visited state (`per_state`) or per episode."""
     import datasets
 
     rows = []
     for task in tasks:
-        episode = resim_episode(env_config, task, breadth, depth, max_steps)
+        episode = resim_episode(env_config, task, breadth, depth, max_steps, composer=composer)
         if successful_only and not episode["success"]:
             continue
         if per_state:

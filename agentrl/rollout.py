@@ -50,8 +50,10 @@ async def _call(fn, *args, timeout: float):
 
 async def run_episode(
     engine: Engine, env_config: EnvConfig, task: Task, cfg: RolloutConfig, chat: ChatFormat,
-    *, group_id: str, episode_index: int, seed: int,
+    *, group_id: str, episode_index: int, seed: int, refine=None,
 ) -> Episode:
+    """One episode. `refine` (e.g. `sim_rollout.SimRefiner`) may replace each sampled completion
+    before the env sees it; what it returns is recorded in the turn's info."""
     ep = Episode(task_id=task.id, group_id=group_id, episode_id=f"{group_id}/{episode_index}")
     env = None
     try:
@@ -72,6 +74,9 @@ async def run_episode(
             )
             t0 = time.perf_counter()
             completion = await engine.generate(prompt, sampling)
+            refined = {}
+            if refine is not None:
+                completion, refined = await refine(engine, env, chat, prompt, completion, sampling, cfg.step_timeout)
             gen_time = time.perf_counter() - t0
             action = engine.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
             t0 = time.perf_counter()
@@ -80,7 +85,7 @@ async def run_episode(
                 prompt_ids=prompt, completion_ids=completion.token_ids, logprobs=completion.logprobs,
                 action=action, observation=step.observation, reward=float(step.reward),
                 duration=time.perf_counter() - t0, generation_time=gen_time,
-                finish_reason=completion.finish_reason, info=dict(step.info),
+                finish_reason=completion.finish_reason, info={**step.info, **refined},
             )
             ep.turns.append(turn)
             if step.done:
@@ -128,27 +133,34 @@ def _context(prompt, segments, history, chat, first_observation, system) -> list
 
 async def collect(
     engine: Engine, env_config: EnvConfig, tasks: list[Task], k: int, cfg: RolloutConfig,
-    *, seed: int, group_prefix: str = "",
+    *, seed: int, group_prefix: str = "", refine=None, refined_per_task: int = 0,
 ) -> list[Episode]:
-    """`k` episodes per task, all concurrently (bounded by `max_concurrent_episodes`)."""
+    """`k` episodes per task, all concurrently (bounded by `max_concurrent_episodes`); the first
+    `refined_per_task` of each task's episodes run with the `refine` hook (SimRollout)."""
     chat = ChatFormat(engine.tokenizer)
     limit = asyncio.Semaphore(min(cfg.max_concurrent_episodes, env_config.concurrency_limit() or cfg.max_concurrent_episodes))
 
-    async def one(task: Task, group: int, index: int) -> Episode:
+    async def one(task: Task, group: int, index: int, hook) -> Episode:
         async with limit:
             return await run_episode(
                 engine, env_config, task, cfg, chat,
-                group_id=f"{group_prefix}{group}:{task.id}", episode_index=index, seed=seed,
+                group_id=f"{group_prefix}{group}:{task.id}", episode_index=index, seed=seed, refine=hook,
             )
 
-    jobs = [one(task, n, n * k + i) for n, task in enumerate(tasks) for i in range(k)]
+    jobs = [one(task, n, n * k + i, refine if i < refined_per_task else None)
+            for n, task in enumerate(tasks) for i in range(k)]
     return list(await asyncio.gather(*jobs))
 
 
-def collect_sync(engine: Engine, *args, **kwargs) -> list[Episode]:
-    """`collect` from synchronous code (the trainer, the CLI). Engines with their own event
-    loop (vLLM) run the rollout on it, so requests need no hop between threads."""
+def run_sync(engine: Engine, coroutine):
+    """Run a coroutine that uses `engine` from synchronous code. Engines with their own event
+    loop (vLLM) run it there, so requests need no hop between threads."""
     background = getattr(engine, "background", None)
     if background is not None:
-        return background.run(collect(engine, *args, **kwargs))
-    return asyncio.run(collect(engine, *args, **kwargs))
+        return background.run(coroutine)
+    return asyncio.run(coroutine)
+
+
+def collect_sync(engine: Engine, *args, **kwargs) -> list[Episode]:
+    """`collect` from synchronous code (the trainer, the CLI)."""
+    return run_sync(engine, collect(engine, *args, **kwargs))

@@ -35,6 +35,9 @@ class SFTConfig:
     demonstrations: str = "expert"  # expert: the env's expert actions; resim: ReSim traces from search trees
     resim_breadth: int = 4  # ReSim: candidate actions per state
     resim_depth: int = 2  # ReSim: tree depth
+    # ReSim: share of states that also give a refinement example (wrong simulations -> real outcomes
+    # -> the correct trace; see sim_rollout.refine_demonstration), for Dyna-GRPO's SimRollout
+    resim_refine: float = 0.0
 
     def validate(self) -> None:
         if self.tasks < 1 or self.steps < 0 or self.batch_size < 1:
@@ -43,6 +46,8 @@ class SFTConfig:
             raise ValueError(f"demonstrations must be expert or resim (got {self.demonstrations!r})")
         if self.resim_breadth < 1 or self.resim_depth < 1:
             raise ValueError("resim_breadth and resim_depth must be >= 1")
+        if not 0 <= self.resim_refine <= 1:
+            raise ValueError(f"resim_refine must be in [0, 1] (got {self.resim_refine})")
 
 
 def demonstration_episodes(
@@ -92,8 +97,10 @@ def train_sft(
     samples = [Sample(s.token_ids, s.loss_mask, s.logprobs, 0.0, i) for i, e in enumerate(demos) for s in e.sequences()]
     if not samples:
         raise ValueError("no demonstrations: the environment's expert solved none of the tasks")
-    print(f"[sft] {len(demos)} demonstrations, {len(samples)} sequences, {cfg.steps} steps", flush=True)
     rng = np.random.default_rng(cfg.seed)
+    if cfg.demonstrations == "resim" and cfg.resim_refine > 0:
+        samples += refinement_samples(demos, ChatFormat(tokenizer), cfg.resim_refine, rng)
+    print(f"[sft] {len(demos)} demonstrations, {len(samples)} sequences, {cfg.steps} steps", flush=True)
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         picked = rng.choice(len(samples), size=min(cfg.batch_size, len(samples)), replace=False)
@@ -101,3 +108,17 @@ def train_sft(
         if step % max(cfg.steps // 8, 1) == 0 or step == cfg.steps:
             print(f"[sft] step {step}/{cfg.steps}  loss={stats['sft/loss']:.4f}  {time.perf_counter() - t0:.0f}s", flush=True)
     return learner.save_pretrained(output_dir, tokenizer)
+
+
+def refinement_samples(demos: list[Episode], chat: ChatFormat, share: float, rng: np.random.Generator) -> list[Sample]:
+    """(s_refine -> correct trace) samples for a `share` of the demonstrations' turns."""
+    from agentrl.sim_rollout import refine_demonstration
+
+    samples = []
+    for i, episode in enumerate(demos):
+        for turn in episode.turns:
+            example = refine_demonstration(chat, turn.prompt_ids, turn.completion_ids) if rng.random() < share else None
+            if example is not None:
+                prompt, trace = example
+                samples.append(Sample(prompt + trace, [0] * len(prompt) + [1] * len(trace), [0.0] * (len(prompt) + len(trace)), 0.0, i))
+    return samples

@@ -13,7 +13,7 @@ from agentrl.engines import EngineConfig, make_engine
 from agentrl.env import EnvConfig
 from agentrl.evaluation import EvalConfig, evaluate
 from agentrl.learner import Learner, LearnerConfig
-from agentrl.rollout import RolloutConfig, collect_sync
+from agentrl.rollout import RolloutConfig
 from agentrl.run_log import RunLog, episode_metrics
 from agentrl.tasks import TaskSampler
 
@@ -88,8 +88,8 @@ class Trainer:
             for it in range(start, cfg.iterations):
                 t0 = time.perf_counter()
                 tasks = self.sampler.sample(it)
-                episodes = collect_sync(
-                    self.engine, cfg.env, tasks, cfg.rollouts_per_task, cfg.rollout, seed=cfg.seed * 7_919 + it,
+                episodes = cfg.algorithm.collect(
+                    self.engine, cfg.env, tasks, cfg.rollouts_per_task, cfg.rollout, seed=cfg.seed * 7_919 + it, iteration=it,
                 )
                 t1 = time.perf_counter()
                 batch = cfg.algorithm.prepare(episodes)

@@ -352,13 +352,23 @@ def test_snapshots_replay_the_commands_so_trees_see_real_next_states(games):
         snap, admissible = env.snapshot(), env.admissible
         after = env.step(plan[2]).observation
         env.restore(snap)
-        assert env.admissible == admissible == env.candidate_actions() and env.steps == 2
+        assert env.admissible == admissible and env.steps == 2
+        # candidates: the expert's next command first, then the other admissible ones
+        assert env.candidate_actions()[0] == plan[2] and set(env.candidate_actions()) == set(admissible) | {plan[2]}
+        assert env.state_value() == pytest.approx(0.9 ** (len(plan) - 2))  # on the expert's plan
         tree = expand_tree(env, observation, breadth=3, depth=1)
+        assert tree.best().action == plan[2]  # the only candidate with a value: off the plan counts 0
         assert env.admissible == admissible and env.steps == 2  # untouched by the search
         assert env.step(plan[2]).observation == after
         for child in tree.children:  # each predicted next state is the real one
             env.restore(snap)
             assert env.step(child.action).observation == child.observation
+        # SimRollout's check of simulated commands: the same real outcomes, and the env is left as it was
+        from agentrl.sim_rollout import real_outcomes
+
+        env.restore(snap)
+        assert real_outcomes(env, [c.action for c in tree.children]) == [c.observation for c in tree.children]
+        assert env.admissible == admissible and env.steps == 2
     finally:
         env.close()
     assert parse_command("<think>go to fridge 1?</think>\n<action>Open Fridge 1</action>") == "open fridge 1"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def check_two_iteration_vllm_run(out: Path) -> list[dict]:
     return rows
 
 
+def alfworld_small(tmp_path: Path, games: int) -> list[str]:
+    """An ALFWorld cpu preset shrunk: games generated under tmp_path, a 1-layer model, 2 RL iterations."""
+    return [
+        "--preset", "cpu", "--env.generated_dir", str(tmp_path / "games"), "--env.max_steps", "50",
+        "--rollout.max_turns", "50", "--local_model.hidden_size", "64", "--local_model.layers", "1",
+        "--local_model.heads", "2", "--local_model.intermediate_size", "64", "--local_model.corpus_tasks", str(games),
+        "--sft.tasks", str(games), "--sft.steps", "3", "--task_pool", str(games), "--tasks_per_iteration", "2",
+        "--rollouts_per_task", "2", "--rl.iterations", "2", "--eval.tasks", "2",
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.alfworld
 def test_alfworld_cpu_recipe_runs_on_vllm(tmp_path, capsys):
@@ -75,13 +87,7 @@ def test_alfworld_cpu_recipe_runs_on_vllm(tmp_path, capsys):
 
     out = tmp_path / "run"
     results = loop_alfworld.main([
-        "--preset", "cpu", "--output_dir", str(out), "--engine", "vllm",
-        "--env.generated_dir", str(tmp_path / "games"), "--env.max_steps", "50", "--rollout.max_turns", "50",
-        "--local_model.hidden_size", "64", "--local_model.layers", "1", "--local_model.heads", "2",
-        "--local_model.intermediate_size", "64", "--local_model.corpus_tasks", "6",
-        "--sft.tasks", "6", "--sft.steps", "3", "--task_pool", "6", "--tasks_per_iteration", "2",
-        "--rollouts_per_task", "2", "--rl.iterations", "2", "--eval.tasks", "2",
-    ])
+        "--output_dir", str(out), "--engine", "vllm", *alfworld_small(tmp_path, games=6)])
     assert set(results) == {"untrained", "before RL", "after RL"}
     check_two_iteration_vllm_run(out)
     from agentrl.episode import load_episodes
@@ -124,3 +130,46 @@ def test_appworld_cpu_recipe_under_accelerate_launch(tmp_path):
     assert len(servers) == 4  # 2 tasks x K=2 episodes at once, one server each
     left = subprocess.run(["pgrep", "-af", "agentrl_appworld.serve"], capture_output=True, text=True).stdout
     assert not any(url.rsplit(":", 1)[1] in left for url in servers), left
+
+
+@pytest.mark.slow
+def test_dyna_vs_grpo_bench_trains_both_arms_from_one_resim_start(tmp_path, capsys):
+    """bench/dyna_vs_grpo.py shrunk (HF engine): one ReSim start, a Dyna-GRPO arm whose first iteration
+    runs SimRollouts, a GRPO arm that runs none, and the four-stage table."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import dyna_vs_grpo
+
+    small = [a for a in SMALL if a != "cpu" and a != "--preset"] + [
+        "--out", str(tmp_path), "--sft.steps", "20", "--rl.iterations", "2", "--rollouts_per_task", "4",
+        "--rollout.max_new_tokens", "120", "--engine", "hf"]
+    results = dyna_vs_grpo.main(small)
+    assert list(results) == list(dyna_vs_grpo.STAGES)
+    assert all(0.0 <= r["success_rate"] <= 1.0 for r in results.values())
+    rows = {arm: [json.loads(line) for line in (tmp_path / arm / "metrics.jsonl").read_text().splitlines()]
+            for arm in ("dyna", "grpo")}
+    # iteration 1 is a simulation step: half of each task's 4 rollouts were SimRollouts; 2 is plain GRPO
+    sim = {r["iteration"]: r.get("sim/episodes") for r in rows["dyna"] if "train/success_rate" in r}
+    assert sim == {1: 3 * 2.0, 2: None}
+    assert not any(k.startswith("sim/") for r in rows["grpo"] for k in r)
+    printed = capsys.readouterr().out
+    assert "ReSim + Dyna-GRPO" in printed and "Dyna-GRPO / GRPO wall time" in printed
+
+
+@pytest.mark.parametrize("name", ["resim_sokoban", "dyna_grpo_sokoban", "resim_alfworld", "dyna_grpo_alfworld"])
+def test_dyna_mind_recipes_presets_parse_and_validate(name):
+    """Every preset of the ReSim / Dyna-GRPO recipes builds and validates (their runs are measured by
+    bench/dyna_vs_grpo.py; on ALFWorld one game's trees take ~1 min of engine replays on CPU)."""
+    import importlib
+
+    from agentrl.algorithms import DynaGRPO
+    from agentrl.config import parse_config
+
+    module = importlib.import_module(name)
+    for preset in module.PRESETS.values():
+        recipe = parse_config(preset(), [])
+        assert recipe.sft.demonstrations == "resim" and recipe.sft.steps > 0
+        assert isinstance(recipe.rl.algorithm, DynaGRPO) == name.startswith("dyna")
+    from agentrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="resim_refine"):  # before any heavy work
+        module.main(["--preset", "cpu", "--sft.resim_refine", "3"])

@@ -129,5 +129,41 @@ def test_sft_on_resim_traces_uses_them_as_demonstrations(tmp_path):
     demos = demonstration_episodes(cfg, tasks, tokenizer, RolloutConfig(history=0), 4096, resim_actions(cfg, 4, 2))
     assert len(demos) == 2 and all(d.success for d in demos)
     assert all(parse_trace(t.action)[1] == t.info["action"] for d in demos for t in d.turns)
+    # Dyna-GRPO's warm start: with resim_refine=1 every state also gives (s_refine -> its correct trace)
+    import numpy as np
+
+    from agentrl.chat import ChatFormat
+    from agentrl.sft import refinement_samples
+
+    refine = refinement_samples(demos, ChatFormat(tokenizer), 1.0, np.random.default_rng(0))
+    turns = [t for d in demos for t in d.turns]
+    assert len(refine) == len(turns)
+    for sample, turn in zip(refine, turns):
+        trained = [i for i, m in zip(sample.token_ids, sample.loss_mask) if m]
+        assert trained == turn.completion_ids and sample.token_ids[: len(turn.prompt_ids)] == turn.prompt_ids
+    assert refinement_samples(demos, ChatFormat(tokenizer), 0.0, np.random.default_rng(0)) == []
     with pytest.raises(ValueError, match="demonstrations must be expert or resim"):
         SFTConfig(demonstrations="tree").validate()
+    with pytest.raises(ValueError, match="resim_refine"):
+        SFTConfig(resim_refine=2.0).validate()
+
+
+def test_lm_composer_writes_the_comparison_and_falls_back_when_it_picks_another_move(tiny_model):
+    """The composing LM is played by a scripted engine (its two answers are the test's input): the
+    simulations stay the tree's real states; only a reasoning that picks the tree's best move is kept."""
+    from transformers import AutoTokenizer
+
+    from agentrl.engines.scripted import ScriptedEngine
+    from agentrl.resim import LMComposer
+
+    env, obs = env_at([])
+    tree = expand_tree(env, obs, breadth=4, depth=1)  # best: right
+    answers = ["Only right brings the box next to its target. <action>right</action>",
+               "Up looks fine. <action>up</action>"]
+    engine = ScriptedEngine(AutoTokenizer.from_pretrained(tiny_model), answers, max_model_len=4096)
+    composer = LMComposer(engine)
+    good, fallback = composer(tree), composer(tree)
+    assert good == compose_trace(tree, "Only right brings the box next to its target.")
+    sims, action = parse_trace(good)
+    assert action == "right" and [s.next_state for s in sims] == [c.observation for c in tree.children]
+    assert fallback == compose_trace(tree) and (composer.composed, composer.fallbacks) == (1, 1)

@@ -16,7 +16,9 @@ import torch
 from agentrl.algorithms.advantages import advantage_estimator
 from agentrl.algorithms.losses import aggregate, clipped_surrogate, ratio_bounds
 from agentrl.algorithms.step_credit import anchor_step_advantages
+from agentrl.env import EnvConfig, Task
 from agentrl.episode import Episode
+from agentrl.rollout import RolloutConfig, collect_sync
 
 
 @dataclass
@@ -66,6 +68,12 @@ class PolicyGradient:
             raise ValueError("clip_eps must be > 0")
         if self.step_credit < 0 or not 0 < self.step_gamma <= 1:
             raise ValueError("step_credit must be >= 0 and step_gamma in (0, 1]")
+
+    # -- rollouts ------------------------------------------------------------
+    def collect(self, engine, env_config: EnvConfig, tasks: list[Task], k: int, rollout: RolloutConfig,
+                *, seed: int, iteration: int) -> list[Episode]:
+        """This iteration's episodes: `k` standard rollouts per task (Dyna-GRPO mixes in SimRollouts)."""
+        return collect_sync(engine, env_config, tasks, k, rollout, seed=seed)
 
     # -- episodes -> batch ---------------------------------------------------
     def assign_advantages(self, episodes: list[Episode]) -> None:

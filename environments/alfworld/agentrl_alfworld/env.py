@@ -102,7 +102,7 @@ class AlfWorldEnv(Env):
                       "expert_plan_length": None if plan is None else len(plan)}
         self._admissible = state["admissible"]
         self.steps, self.done, self.won = 0, False, False
-        self._task, self._commands = task, []
+        self._task, self._commands, self._plan = task, [], tuple(plan or ())
         if self.config.instructions:
             task_text = task_line(state["feedback"])
             base = instructions(self.config.admissible_commands)
@@ -141,7 +141,24 @@ class AlfWorldEnv(Env):
             self.step(command)
 
     def candidate_actions(self) -> list[str]:
-        return list(self._admissible)
+        """The admissible commands, the expert's next one first while the episode is on its plan
+        (so that a narrow search tree still holds the expert's move)."""
+        following = self._expert_next()
+        return ([following] if following else []) + [c for c in self._admissible if c != following]
+
+    def state_value(self) -> float:
+        """1 when won; 0.9 ** (expert commands left) on the expert's plan; 0 off it (no estimate there)."""
+        if self.won:
+            return 1.0
+        n = len(self._commands)
+        on_plan = bool(self._plan) and tuple(self._commands) == self._plan[:n] and n < len(self._plan)
+        return 0.9 ** (len(self._plan) - n) if on_plan else 0.0
+
+    def _expert_next(self) -> str | None:
+        n = len(self._commands)
+        if self._plan and n < len(self._plan) and tuple(self._commands) == self._plan[:n]:
+            return self._plan[n]
+        return None
 
     @property
     def admissible(self) -> list[str]:
