@@ -87,7 +87,8 @@ def print_table(results: dict, seconds: dict, recipe) -> None:
     rl = recipe.rl
     table = Table(title=f"Greedy success on {rl.eval.tasks} held-out levels; RL: {rl.iterations} iterations x "
                         f"{rl.tasks_per_iteration} levels x {rl.rollouts_per_task} rollouts, same seeds")
-    for column in ("stage", "success", "invalid actions", "simulation accuracy", "RL wall time"):
+    table.add_column("stage", no_wrap=True)
+    for column in ("success", "invalid actions", "simulation accuracy", "RL wall time"):
         table.add_column(column)
     for stage in STAGES:
         r = results[stage]
