@@ -138,10 +138,7 @@ class Learner:
             old = [self.token_logprobs(mb, temperature).cpu() for mb in self._microbatches(batch.samples)]
         # unpadded rows, one per sample, in batch order
         old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
-        metrics = self._mismatch(batch.samples, old_by_sample)
-        for s, row in zip(batch.samples, old_by_sample):  # NaN: never computed (Dyna-GRPO's (s_t, a_refine))
-            if any(math.isnan(x) for x in s.behaviour_logprobs):
-                s.behaviour_logprobs = [o if math.isnan(b) else b for b, o in zip(s.behaviour_logprobs, row.tolist())]
+        metrics = self._check_behaviour(batch.samples, old_by_sample)
 
         self.model.train()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
@@ -197,13 +194,18 @@ class Learner:
         self.optimizer_steps += 1
         return float(grad_norm)
 
-    def _mismatch(self, samples: list[Sample], old: list[torch.Tensor]) -> dict[str, float]:
-        """How far the learner's logprobs are from the engine's (same weights, different kernels)."""
+    def _check_behaviour(self, samples: list[Sample], old: list[torch.Tensor]) -> dict[str, float]:
+        """How far the learner's logprobs are from the engine's (same weights, different kernels).
+        Behaviour logprobs that were never computed (NaN: Dyna-GRPO's (s_t, a_refine)) are left out,
+        then replaced by the learner's own."""
         diffs = []
         for s, row in zip(samples, old):
-            behaviour = torch.tensor(s.behaviour_logprobs)
-            m = torch.tensor(s.loss_mask, dtype=torch.bool) & ~behaviour.isnan()
-            diffs.append((row[: len(s.loss_mask)][m] - behaviour[m]).abs())
+            behaviour, row = torch.tensor(s.behaviour_logprobs), row[: len(s.loss_mask)]
+            unknown = behaviour.isnan()
+            m = torch.tensor(s.loss_mask, dtype=torch.bool) & ~unknown
+            diffs.append((row[m] - behaviour[m]).abs())
+            if unknown.any():
+                s.behaviour_logprobs = torch.where(unknown, row, behaviour).tolist()
         d = torch.cat(diffs) if diffs else torch.zeros(1)
         d = d if d.numel() else torch.zeros(1)
         return {"logprob_mismatch/mean_abs": float(d.mean()), "logprob_mismatch/max_abs": float(d.max())}

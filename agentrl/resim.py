@@ -80,16 +80,21 @@ class Simulation:
     value: float
 
 
+def simulation_block(action: str, state: str) -> str:
+    """One simulation as traces write it (a trace adds `value: v` after it; SimRollout's outcomes do not)."""
+    return f'<simulate action="{action}">\n{state}\n</simulate>'
+
+
+def _valued_simulations(tree: Node) -> list[str]:
+    return [f"{simulation_block(c.action, c.observation)}\nvalue: {c.value:.2f}" for c in tree.children]
+
+
 def compose_trace(tree: Node, reasoning: str | None = None) -> str:
     """The template composer: every candidate's real next state and value, then the best action
     (after `reasoning`, default "The best move is X.")."""
-    parts = ["<think>"]
-    for child in tree.children:
-        parts.append(f'<simulate action="{child.action}">\n{child.observation}\n</simulate>\nvalue: {child.value:.2f}')
     choice = tree.best()
     reasoning = reasoning or f"The best move is {choice.action}."
-    parts.append(f"{reasoning}\n</think>\n<action>{choice.action}</action>")
-    return "\n".join(parts)
+    return "\n".join(["<think>", *_valued_simulations(tree), f"{reasoning}\n</think>\n<action>{choice.action}</action>"])
 
 
 COMPOSE_INSTRUCTION = (
@@ -115,7 +120,7 @@ class LMComposer:
         from agentrl.engines.base import SamplingParams
         from agentrl.rollout import run_sync
 
-        blocks = compose_trace(tree).split("<think>\n", 1)[1].rsplit("\n", 3)[0]  # the simulations and values
+        blocks = "\n".join(_valued_simulations(tree))
         prompt = self.chat.first_prompt(self.instruction.format(observation=tree.observation, tree=blocks))
         sampling = SamplingParams(temperature=0.0, max_new_tokens=self.max_new_tokens, seed=0)
         completion = run_sync(self.engine, self.engine.generate(prompt, sampling))

@@ -17,7 +17,7 @@ from agentrl.algorithms.base import Sample
 from agentrl.chat import ChatFormat
 from agentrl.engines.scripted import ScriptedEngine
 from agentrl.env import EnvConfig, Task
-from agentrl.episode import Episode
+from agentrl.episode import Episode, Turn
 from agentrl.learner import Learner, LearnerConfig, LoraSettings
 from agentrl.rollout import RolloutConfig, run_episode
 
@@ -120,5 +120,6 @@ def refinement_samples(demos: list[Episode], chat: ChatFormat, share: float, rng
             example = refine_demonstration(chat, turn.prompt_ids, turn.completion_ids) if rng.random() < share else None
             if example is not None:
                 prompt, trace = example
-                samples.append(Sample(prompt + trace, [0] * len(prompt) + [1] * len(trace), [0.0] * (len(prompt) + len(trace)), 0.0, i))
+                seq = Turn(prompt, trace, [0.0] * len(trace)).sequence()
+                samples.append(Sample(seq.token_ids, seq.loss_mask, seq.logprobs, 0.0, i))
     return samples

@@ -18,7 +18,7 @@ from typing import Any
 from agentrl.chat import ChatFormat
 from agentrl.engines.base import Completion, Engine, SamplingParams
 from agentrl.env import Env
-from agentrl.resim import parse_trace
+from agentrl.resim import parse_trace, simulation_block
 
 REFINE_PROMPT_IDS = "refine_prompt_ids"  # info keys of a refined turn
 REFINE_LOGPROBS = "refine_logprobs"
@@ -39,7 +39,7 @@ def real_outcomes(env: Env, actions: list[str]) -> list[str]:
 
 def outcomes_message(actions: list[str], outcomes: list[str]) -> str:
     """The user turn of s_refine: the real outcome of each simulated move, in the trace's own blocks."""
-    blocks = [f'<simulate action="{a}">\n{o}\n</simulate>' for a, o in zip(actions, outcomes)]
+    blocks = [simulation_block(a, o) for a, o in zip(actions, outcomes)]
     return "Real outcomes of the moves you simulated:\n" + "\n".join(blocks)
 
 
@@ -61,8 +61,7 @@ def refine_demonstration(chat: ChatFormat, prompt: list[int], trace_ids: list[in
         return None
     wrong = text
     for sim, other in zip(simulations, simulations[1:] + simulations[:1]):
-        wrong = wrong.replace(f'<simulate action="{sim.action}">\n{sim.next_state}\n</simulate>',
-                              f'<simulate action="{sim.action}">\n{other.next_state}\n</simulate>', 1)
+        wrong = wrong.replace(simulation_block(sim.action, sim.next_state), simulation_block(sim.action, other.next_state), 1)
     first_ids = chat.encode(wrong) + [chat.eos_id]
     actions = [s.action for s in simulations]
     return refine_prompt(chat, prompt, first_ids, actions, [s.next_state for s in simulations]), list(trace_ids)

@@ -35,7 +35,7 @@ def test_mismatch_metric_sees_a_perturbed_behaviour_logprob(learner):
     perturbed = list(truth)
     perturbed[2] -= 0.5
     sample = Sample(ids, [0, 0, 1, 1], perturbed, 1.0, 0)
-    stats = learner._mismatch([sample], [torch.tensor(truth)])
+    stats = learner._check_behaviour([sample], [torch.tensor(truth)])
     assert stats["logprob_mismatch/max_abs"] == pytest.approx(0.5, abs=1e-6)
     assert stats["logprob_mismatch/mean_abs"] == pytest.approx(0.25, abs=1e-6)
 

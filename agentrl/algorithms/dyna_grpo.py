@@ -19,7 +19,7 @@ import numpy as np
 
 from agentrl.algorithms.base import Batch, Sample, register_algorithm
 from agentrl.algorithms.grpo import GRPO
-from agentrl.episode import Episode
+from agentrl.episode import Episode, Turn
 from agentrl.rollout import collect_sync
 from agentrl.sim_rollout import REFINE_LOGPROBS, REFINE_PROMPT_IDS, SimRefiner
 
@@ -80,10 +80,8 @@ class DynaGRPO(GRPO):
             if not a_refine.get(ep.episode_id) or not turns or not self.refine_weight:
                 continue  # A_refine = 0: no gradient
             for t in turns:
-                prompt = t.info[REFINE_PROMPT_IDS]
-                samples.append(Sample(prompt + t.completion_ids, [0] * len(prompt) + [1] * len(t.completion_ids),
-                                      [0.0] * len(prompt) + list(t.info[REFINE_LOGPROBS]), 1.0, len(kept),
-                                      self.refine_weight))
+                seq = Turn(t.info[REFINE_PROMPT_IDS], t.completion_ids, t.info[REFINE_LOGPROBS]).sequence()
+                samples.append(Sample(seq.token_ids, seq.loss_mask, seq.logprobs, 1.0, len(kept), self.refine_weight))
             kept.append(replace(ep, episode_id=ep.episode_id + "/refine", advantage=1.0))
         sim_turns = [t for ep in usable for t in ep.turns if "sim_total" in t.info]
         total = sum(t.info["sim_total"] for t in sim_turns)
