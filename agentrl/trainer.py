@@ -1,6 +1,7 @@
 """The training loop: sample tasks, roll out, prepare, update, sync, log, evaluate, checkpoint."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
 import signal
@@ -29,6 +30,9 @@ class TrainConfig:
     task_pool: int = 0  # 0 = fresh train tasks every iteration; N = draw from N fixed tasks
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
+    # collect iteration it+1's rollouts (with the weights before update it) while the learner trains
+    # on iteration it's: staleness one update, behaviour logprobs kept for the importance ratios
+    async_rollouts: bool = False
     resume: bool = False  # continue from the newest checkpoint in output_dir
     save_episodes: int = 16  # sampled episodes written per iteration
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
@@ -73,6 +77,7 @@ class Trainer:
         self.engine = make_engine(cfg.model, cfg.engine, cfg.seed, lora_rank=lora_rank)
         self.engine.sync(self.learner.export_weights())
         self.sampler = TaskSampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.task_pool)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollouts") if cfg.async_rollouts else None
 
     def fit(self) -> dict[str, float]:
         """Train for `cfg.iterations`; returns the last evaluation's metrics."""
@@ -85,15 +90,16 @@ class Trainer:
             progress = _progress(self.accelerator.is_main_process)
             bar = progress.add_task("training", total=cfg.iterations, completed=start)
             progress.start()
+            pending = None  # the next iteration's rollouts, in flight (async_rollouts)
             for it in range(start, cfg.iterations):
                 t0 = time.perf_counter()
-                tasks = self.sampler.sample(it)
-                episodes = cfg.algorithm.collect(
-                    self.engine, cfg.env, tasks, cfg.rollouts_per_task, cfg.rollout, seed=cfg.seed * 7_919 + it, iteration=it,
-                )
+                episodes = pending.result() if pending else self._collect(it)
                 t1 = time.perf_counter()
                 batch = cfg.algorithm.prepare(episodes)
+                pending = self._pool.submit(self._collect, it + 1) if self._pool and it + 1 < cfg.iterations else None
                 stats = self.learner.update(batch, cfg.algorithm, cfg.rollout.temperature)
+                if pending:  # weights change only between collections, so each batch has one behaviour policy
+                    concurrent.futures.wait([pending])
                 self.engine.sync(self.learner.export_weights())
                 t2 = time.perf_counter()
                 done = it + 1
@@ -118,6 +124,11 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.close()
+
+    def _collect(self, it: int):
+        cfg = self.cfg
+        return cfg.algorithm.collect(self.engine, cfg.env, self.sampler.sample(it), cfg.rollouts_per_task, cfg.rollout,
+                                     seed=cfg.seed * 7_919 + it, iteration=it)
 
     def evaluate(self, iteration: int) -> dict[str, float]:
         if not self.cfg.eval.tasks:
@@ -161,6 +172,8 @@ class Trainer:
         return iteration
 
     def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self.engine.close()
         if self.accelerator.trackers:
             self.accelerator.end_training()

@@ -87,3 +87,57 @@ def test_group_minibatches_keep_each_group_whole_and_cover_every_episode():
         assert len(chunk) <= 4 or len({groups[i] for i in chunk}) == 1
     plain = _shuffled_minibatches(batch, 4, torch.Generator().manual_seed(0), by_group=False)
     assert [len(c) for c in plain] == [4, 4, 2] and sorted(sum(plain, [])) == list(range(10))
+
+
+def test_duration_weighted_gradient_equals_the_hand_computed_one(tiny_model):
+    """sum_k (dt_k / mean dt) * A_k * grad log pi(a_k | s_k), token-mean, on-policy (ratio 1)."""
+    from agentrl.algorithms import GRPO
+    from agentrl.episode import Episode, Turn
+
+    learner = Learner(tiny_model, LearnerConfig(lr=1e-3, max_grad_norm=1e9, lora=LoraSettings(enabled=False)), seed=0)
+    model = learner.model
+
+    def turn(prompt, completion, duration):
+        logps = _direct_logprobs(model, prompt + completion)[len(prompt):]
+        return Turn(prompt, completion, logps, duration=duration)
+
+    # two groups of two episodes; 2 + 1 + 1 + 1 turns with durations 1, 3, 2, 0.5, 3.5 (mean 2)
+    episodes = [
+        Episode("a", "a", "a0", [turn([5, 6], [7, 8], 1.0), turn([5, 6, 7, 8, 9], [10], 3.0)], reward=1.0),
+        Episode("a", "a", "a1", [turn([5, 6], [9, 11], 2.0)], reward=0.0),
+        Episode("b", "b", "b0", [turn([12, 13], [14], 0.5)], reward=1.0),
+        Episode("b", "b", "b1", [turn([12, 13], [15, 16, 17], 3.5)], reward=0.5),
+    ]
+    algorithm = GRPO(duration_weighting=True, aggregation="token_mean", epochs=1, minibatch_episodes=0,
+                     min_abs_advantage=0.0)
+    batch = algorithm.prepare(episodes)
+    assert [s.weight for s in batch.samples] == pytest.approx([0.5, 1.5, 1.0, 0.25, 1.75])
+    assert batch.metrics["batch/duration_weight_max"] == pytest.approx(1.75)
+    assert batch.metrics["batch/duration_weight_min"] == pytest.approx(0.25)
+
+    # by hand: advantages per GRPO (mean/std per group), then -1/N sum_k w_k A_k sum_t grad log p
+    group_adv = {}
+    for g in ("a", "b"):
+        r = torch.tensor([e.reward for e in episodes if e.group_id == g])
+        adv = (r - r.mean()) / (r.std(unbiased=True) + 1e-6)  # Bessel, as GRPO does
+        group_adv.update({e.episode_id: float(a) for e, a in zip([e for e in episodes if e.group_id == g], adv)})
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_tokens = sum(len(t.completion_ids) for e in episodes for t in e.turns)
+    weights = iter([0.5, 1.5, 1.0, 0.25, 1.75])
+    model.zero_grad()
+    for e in episodes:
+        for t in e.turns:
+            ids = t.prompt_ids + t.completion_ids
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
+            completion = sum(logp[i - 1, ids[i]] for i in range(len(t.prompt_ids), len(ids)))
+            (-next(weights) * group_adv[e.episode_id] * completion / n_tokens).backward()
+    expected = [p.grad.clone() for p in params]
+    model.zero_grad()
+
+    captured = []
+    step = learner._optimizer_step
+    learner._optimizer_step = lambda: (captured.append([p.grad.clone() for p in params]), step())[1]
+    learner.update(batch, algorithm)
+    assert len(captured) == 1
+    for got, want in zip(captured[0], expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

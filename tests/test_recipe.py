@@ -173,3 +173,28 @@ def test_dyna_mind_recipes_presets_parse_and_validate(name):
 
     with pytest.raises(ConfigError, match="resim_refine"):  # before any heavy work
         module.main(["--preset", "cpu", "--sft.resim_refine", "3"])
+
+
+@pytest.mark.slow
+def test_mle_cpu_recipe_runs_on_vllm(tmp_path, capsys):
+    """recipes/mle_partial_credit.py's cpu preset, shrunk, on vLLM: sandboxed expert programs ->
+    tokenizer/model -> SFT -> 2 asynchronous, duration-weighted GRPO iterations -> run directory."""
+    import mle_partial_credit
+
+    out = tmp_path / "run"
+    results = mle_partial_credit.main([
+        "--preset", "cpu", "--output_dir", str(out), "--engine", "vllm", "--local_model.hidden_size", "64",
+        "--local_model.layers", "1", "--local_model.heads", "2", "--local_model.intermediate_size", "64",
+        "--local_model.corpus_tasks", "3", "--sft.tasks", "6", "--sft.steps", "10", "--rl.iterations", "2",
+        "--tasks_per_iteration", "2", "--rollouts_per_task", "2", "--eval.tasks", "2",
+        "--rollout.max_new_tokens", "64"])
+    assert set(results) == {"untrained", "before RL", "after RL"}
+    rows = check_two_iteration_vllm_run(out)
+    trained = [r for r in rows if "train/success_rate" in r]
+    assert all("batch/duration_weight_max" in r and "importance_weight/mean" in r for r in trained)
+    assert "async_rollouts: true" in (out / "rl" / "config.yaml").read_text()
+    from agentrl.episode import load_episodes
+
+    episodes = load_episodes(str(out / "rl" / "episodes" / "train_00001.jsonl"))
+    assert episodes and all(t.duration > 0 and "duration_s" in t.info for e in episodes for t in e.turns)
+    assert "Greedy success" in capsys.readouterr().out

@@ -115,3 +115,20 @@ def test_loop_raises_success_on_its_training_levels(sft_model, sokoban_env, tmp_
     Trainer(cfg).fit()
     before, after = success(sft_model), success(str(tmp_path / "final"))
     assert after >= before + 0.05, (before, after)  # measured: 0.219 -> 0.328
+
+
+def test_async_rollouts_train_on_one_update_stale_episodes(sft_model, sokoban_env, tmp_path):
+    """Iteration 1 is collected before any update (importance weights 1); later batches were
+    collected while the learner trained, by the weights one update behind (weights != 1, logged)."""
+    import json
+
+    trainer = Trainer(_cfg(sft_model, sokoban_env, tmp_path / "async", 3, async_rollouts=True,
+                           algorithm=LOOP(epochs=1, minibatch_episodes=0, min_abs_advantage=0.0)))
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "async" / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if "importance_weight/mean" in r]
+    assert [r["iteration"] for r in trained] == [1, 2, 3]
+    assert trained[0]["logprob_mismatch/max_abs"] < 1e-4  # same weights as the engine's
+    for row in trained[1:]:
+        assert row["logprob_mismatch/max_abs"] > 1e-3  # behaviour = the previous weights
+        assert row["importance_weight/max"] > 1.0 > row["importance_weight/min"]

@@ -56,6 +56,9 @@ class PolicyGradient:
     # advantage; turns then train as separate sequences. 0 = episode-level credit only.
     step_credit: float = 0.0
     step_gamma: float = 0.95
+    # duration-aware updates (RL for MLE agents): each turn trains as its own sample weighted by
+    # its action's execution time / the batch's mean, so cheap fast actions don't dominate the gradient
+    duration_weighting: bool = False
 
     def validate(self) -> None:
         advantage_estimator(self.advantage)
@@ -92,8 +95,14 @@ class PolicyGradient:
         if self.step_credit:
             return self._prepare_with_step_credit(episodes, usable)
         kept = [e for e in usable if abs(e.advantage) >= self.min_abs_advantage and e.num_policy_tokens > 0]
+        if self.duration_weighting:
+            turns = [(i, ep, t) for i, ep in enumerate(kept) for t in ep.turns if t.completion_ids]
+            samples = [Sample(*_fields(t.sequence()), ep.advantage, i, self.sample_weight(ep)) for i, ep, t in turns]
+            metrics = self._batch_metrics(episodes, usable, kept)
+            metrics.update(weight_by_duration(samples, [t.duration for _, _, t in turns]))
+            return Batch(samples, kept, metrics)
         samples = [
-            Sample(s.token_ids, s.loss_mask, s.logprobs, ep.advantage, i, self.sample_weight(ep))
+            Sample(*_fields(s), ep.advantage, i, self.sample_weight(ep))
             for i, ep in enumerate(kept) for s in ep.sequences()
         ]
         return Batch(samples, kept, self._batch_metrics(episodes, usable, kept))
@@ -101,18 +110,20 @@ class PolicyGradient:
     def _prepare_with_step_credit(self, episodes: list[Episode], usable: list[Episode]) -> Batch:
         """One sample per turn, advantage = episode advantage + step_credit * anchor-state advantage."""
         steps = anchor_step_advantages(usable, self.step_gamma)
-        kept, samples = [], []
+        kept, samples, durations = [], [], []
         for ep, step_advantages in zip(usable, steps):
             turn_samples = []
             for turn, step_advantage in zip(ep.turns, step_advantages):
                 advantage = ep.advantage + self.step_credit * step_advantage
                 if abs(advantage) >= self.min_abs_advantage and turn.completion_ids:
-                    turn_samples.append((turn.sequence(), advantage))
+                    turn_samples.append((turn, advantage))
             if turn_samples:
-                samples += [Sample(s.token_ids, s.loss_mask, s.logprobs, a, len(kept), self.sample_weight(ep))
-                            for s, a in turn_samples]
+                samples += [Sample(*_fields(t.sequence()), a, len(kept), self.sample_weight(ep)) for t, a in turn_samples]
+                durations += [t.duration for t, _ in turn_samples]
                 kept.append(ep)
         metrics = self._batch_metrics(episodes, usable, kept)
+        if self.duration_weighting:
+            metrics.update(weight_by_duration(samples, durations))
         metrics["batch/step_advantage_abs_mean"] = float(np.mean([abs(a) for row in steps for a in row])) if steps else 0.0
         return Batch(samples, kept, metrics)
 
@@ -140,6 +151,23 @@ class PolicyGradient:
         loss = aggregate(token_loss, mask, owner, self.aggregation)
         m = mask.float()
         return loss, {"loss/clip_fraction": float((clipped * m).sum() / m.sum().clamp(min=1))}
+
+
+def _fields(seq) -> tuple[list[int], list[int], list[float]]:
+    return seq.token_ids, seq.loss_mask, seq.logprobs
+
+
+def weight_by_duration(samples: list[Sample], durations: list[float]) -> dict[str, float]:
+    """Scale each sample's weight by duration / mean duration of the batch (in place); the
+    weights' spread goes to the run log. All-zero durations (no timed actions) leave weights be."""
+    mean = float(np.mean(durations)) if durations else 0.0
+    if mean <= 0:
+        return {"batch/duration_weight_mean": 1.0, "batch/duration_weight_min": 1.0, "batch/duration_weight_max": 1.0}
+    scales = [d / mean for d in durations]
+    for sample, scale in zip(samples, scales):
+        sample.weight *= scale
+    return {"batch/duration_weight_mean": float(np.mean(scales)), "batch/duration_weight_min": float(min(scales)),
+            "batch/duration_weight_max": float(max(scales)), "batch/duration_mean_s": mean}
 
 
 ALGORITHMS: dict[str, type[PolicyGradient]] = {}

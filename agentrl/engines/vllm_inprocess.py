@@ -188,8 +188,22 @@ class VLLMEngine(Engine):
             handler = getattr(self.llm, "output_handler", None)
             if handler is not None:  # stop reading outputs first, so shutdown is not reported as a crash
                 self.background.loop.call_soon_threadsafe(handler.cancel)
-            self.llm.shutdown(timeout=2.0)  # the engine core ignores SIGTERM for a while; then it is killed
+            try:
+                self.llm.shutdown(timeout=2.0)  # the engine core ignores SIGTERM for a while; then it is killed
+            except Exception as e:  # noqa: BLE001 - re-raised unless a process just vanished
+                # vLLM's shutdown inspects its workers with psutil; one that exited meanwhile is what we want
+                if not _process_gone(e):
+                    raise
             self.llm = None  # collected now, not at interpreter exit (where vLLM's __del__ fails)
         finally:
             self.background.close()
             self.files.close()
+
+
+def _process_gone(error: BaseException) -> bool:
+    """True when `error` (or its cause) says a process vanished (psutil.NoSuchProcess, /proc/<pid> gone)."""
+    while error is not None:
+        if type(error).__name__ in ("NoSuchProcess", "ProcessLookupError") or "/proc/" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
