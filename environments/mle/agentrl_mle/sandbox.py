@@ -44,6 +44,8 @@ R="$1"; W="$2"; TMP_MB="$3"; CGROUPS="$4"; shift 4
 for procs in $CGROUPS; do echo $$ > "$procs"; done
 mount --make-rprivate /
 mount -t tmpfs -o size=16m,mode=755 agentrl-root "$R"
+# the private /tmp first: an interpreter or venv under the host's /tmp is bound inside it, not hidden by it
+mkdir -p "$R/tmp"; mount -t tmpfs -o size="${TMP_MB}m",mode=1777 agentrl-tmp "$R/tmp"
 while read -r src; do
   [ -e "$src" ] || continue
   if [ -L "$src" ]; then mkdir -p "$R$(dirname "$src")"; ln -s "$(readlink "$src")" "$R$src"; continue; fi
@@ -51,9 +53,8 @@ while read -r src; do
 done <<EOF
 $AGENTRL_RO_PATHS
 EOF
-mkdir -p "$R/workdir" "$R/tmp" "$R/dev" "$R/proc" "$R/.old"
+mkdir -p "$R/workdir" "$R/dev" "$R/proc" "$R/.old"
 mount --bind "$W" "$R/workdir"
-mount -t tmpfs -o size="${TMP_MB}m",mode=1777 agentrl-tmp "$R/tmp"
 for n in null zero random urandom; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
 ln -s /proc/self/fd "$R/dev/fd"
 mkdir "$R/dev/shm"; mount -t tmpfs -o size="${TMP_MB}m",mode=1777 agentrl-shm "$R/dev/shm"
