@@ -56,6 +56,7 @@ class Episode:
     finish_reason: str = ""  # done | max_turns | context_length | failed
     advantage: float = 0.0  # filled by the algorithm
     initial_observation: str = ""
+    family: str = ""  # the task family (multi-task runs route it to its own LoRA expert)
 
     @property
     def num_turns(self) -> int:

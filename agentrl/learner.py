@@ -16,6 +16,7 @@ import torch
 
 from agentrl.algorithms.base import Batch, PolicyGradient, Sample
 from agentrl.engines.base import WeightUpdate
+from agentrl.experts import ExpertsConfig, LoraExperts, gradient_cosines
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -42,8 +43,13 @@ class LearnerConfig:
     max_tokens_per_microbatch: int = 16384  # gradient accumulation inside a minibatch above this
     gradient_checkpointing: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)  # ScaleZero: LoRA experts per task family, DPS
+    # cosine between per-family gradients each step (multi-task runs): logs conflict/cosine_*
+    measure_gradient_conflict: bool = False
 
     def validate(self) -> None:
+        if self.experts.enabled and not self.lora.enabled:
+            raise ValueError("experts.enabled needs lora.enabled (experts are LoRA adapters)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -55,11 +61,13 @@ class LearnerConfig:
 
 
 class Learner:
-    def __init__(self, model: str, cfg: LearnerConfig, accelerator=None, seed: int = 0) -> None:
+    def __init__(self, model: str, cfg: LearnerConfig, accelerator=None, seed: int = 0,
+                 families: list[str] | None = None) -> None:
         from accelerate import Accelerator
         from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup, get_constant_schedule_with_warmup
 
-        self.cfg, self.seed = cfg, seed
+        self.cfg, self.seed, self.model_name = cfg, seed, model
+        self.experts: LoraExperts | None = None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         net = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, cfg.dtype))
         if cfg.gradient_checkpointing:
@@ -67,11 +75,16 @@ class Learner:
         if cfg.lora.enabled:
             from peft import LoraConfig, get_peft_model
 
-            net = get_peft_model(net, LoraConfig(
+            lora_config = LoraConfig(
                 r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                 target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM",
-            ))
-        params = [p for p in net.parameters() if p.requires_grad]
+            )
+            # with experts, the first adapter is named as an expert (the rest are added by LoraExperts)
+            first = LoraExperts.adapter_names(families or [], cfg.experts)[:1] if cfg.experts.enabled else []
+            net = get_peft_model(net, lora_config, adapter_name=(first or ["default"])[0])
+            if cfg.experts.enabled:
+                self.experts = LoraExperts(net, list(families or []), cfg.experts, lora_config)
+        params = self.experts.all_parameters() if self.experts else [p for p in net.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas))
         if cfg.lr_schedule == "cosine":
             scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.total_steps)
@@ -87,6 +100,21 @@ class Learner:
 
     # -- log-probabilities ---------------------------------------------------
     def token_logprobs(self, samples: list[Sample], temperature: float = 1.0) -> torch.Tensor:
+        """[rows, T] logprob of each trained token given the ones before it; with LoRA experts
+        each family's rows go through its own adapters."""
+        if self.experts is None:
+            return self._token_logprobs(samples, temperature)
+        width = max(len(s.token_ids) for s in samples)
+        rows: list[torch.Tensor | None] = [None] * len(samples)
+        for family, members in _by_family(list(range(len(samples))), samples).items():
+            self.experts.activate(family)
+            out = self._token_logprobs([samples[i] for i in members], temperature)
+            out = torch.nn.functional.pad(out, (0, width - out.shape[1]))
+            for i, row in zip(members, out):
+                rows[i] = row
+        return torch.stack(rows)
+
+    def _token_logprobs(self, samples: list[Sample], temperature: float = 1.0) -> torch.Tensor:
         """[rows, T] logprob of each trained token (loss_mask = 1) given the ones before it; 0 elsewhere.
 
         Identical sequences (common with short history windows: the K rollouts of a task
@@ -166,25 +194,42 @@ class Learner:
         n_episodes = len({s.episode for s in chosen})
         n_tokens = sum(sum(s.loss_mask) for s in chosen)
         total, logs = 0.0, {}
-        for mb in self._microbatches(chosen):
-            mask, _ = self._pad([s.loss_mask for s in mb], 0)
-            behaviour, _ = self._pad([s.behaviour_logprobs for s in mb], 0.0)
-            old = torch.nn.utils.rnn.pad_sequence([old_of[id(s)] for s in mb], batch_first=True).to(self.device)
-            episodes = sorted({s.episode for s in mb})
-            owner = torch.tensor([episodes.index(s.episode) for s in mb], device=self.device)
-            adv = torch.tensor([s.advantage for s in mb], dtype=torch.float32, device=self.device)
-            weights = torch.tensor([s.weight for s in mb], dtype=torch.float32, device=self.device)
-            logp = self.token_logprobs(mb, temperature)
-            loss, logs = algorithm.loss(logp, old, behaviour, adv, weights, mask, owner)
-            # each microbatch's share of the minibatch mean
-            if algorithm.aggregation == "episode_mean":
-                share = len(episodes) / n_episodes
-            else:
-                share = mask.sum().item() / max(n_tokens, 1)
-            self.accelerator.backward(loss * share)
-            total += loss.item() * share
+        per_family = self.experts is not None or self.cfg.measure_gradient_conflict
+        groups = _by_family(chosen, chosen) if per_family else {"": chosen}
+        grads, before = {}, None
+        for family, members in groups.items():
+            for mb in self._microbatches(members):
+                total_mb, logs = self._backward(mb, old_of, algorithm, temperature, n_episodes, n_tokens)
+                total += total_mb
+            if self.cfg.measure_gradient_conflict:  # this family's gradient = accumulated now - before it
+                now = self._flat_grad()
+                grads[family], before = now - (before if before is not None else 0), now
         grad_norm = self._optimizer_step()
-        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs}
+        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs, **gradient_cosines(grads)}
+
+    def _flat_grad(self) -> torch.Tensor:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
+                          for p in params])
+
+    def _backward(self, mb, old_of, algorithm, temperature, n_episodes, n_tokens) -> tuple[float, dict[str, float]]:
+        """Backward of one microbatch's share of the minibatch loss."""
+        mask, _ = self._pad([s.loss_mask for s in mb], 0)
+        behaviour, _ = self._pad([s.behaviour_logprobs for s in mb], 0.0)
+        old = torch.nn.utils.rnn.pad_sequence([old_of[id(s)] for s in mb], batch_first=True).to(self.device)
+        episodes = sorted({s.episode for s in mb})
+        owner = torch.tensor([episodes.index(s.episode) for s in mb], device=self.device)
+        adv = torch.tensor([s.advantage for s in mb], dtype=torch.float32, device=self.device)
+        weights = torch.tensor([s.weight for s in mb], dtype=torch.float32, device=self.device)
+        logp = self.token_logprobs(mb, temperature)
+        loss, logs = algorithm.loss(logp, old, behaviour, adv, weights, mask, owner)
+        # each microbatch's share of the minibatch mean
+        if algorithm.aggregation == "episode_mean":
+            share = len(episodes) / n_episodes
+        else:
+            share = mask.sum().item() / max(n_tokens, 1)
+        self.accelerator.backward(loss * share)
+        return loss.item() * share, logs
 
     def _optimizer_step(self) -> float:
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
@@ -230,6 +275,23 @@ class Learner:
         return {"sft/loss": total, "sft/grad_norm": float(grad_norm), "sft/lr": self.scheduler.get_last_lr()[0]}
 
     # -- weights out ---------------------------------------------------------
+    @property
+    def served_lora_rank(self) -> int | None:
+        """The LoRA rank engines must accept (None: full weights are synced)."""
+        if self.experts is not None:
+            return self.experts.served_rank
+        return self.cfg.lora.r if self.cfg.lora.enabled else None
+
+    def export_updates(self) -> list[WeightUpdate]:
+        """What engines sync after an update: one adapter per task family with experts, else one."""
+        if self.experts is not None:
+            return self.experts.export(self.version)
+        return [self.export_weights()]
+
+    def next_stage(self) -> None:
+        """DPS: freeze every adapter trained so far and train the next stage's (zero-effect) ones."""
+        self.experts.next_stage()
+
     def export_weights(self) -> WeightUpdate:
         net = self.accelerator.unwrap_model(self.model)
         if self.cfg.lora.enabled:
@@ -245,6 +307,15 @@ class Learner:
 
         directory = Path(directory)
         net = self.accelerator.unwrap_model(self.model)
+        if self.experts is not None:  # the base model plus one served adapter per family
+            from transformers import AutoModelForCausalLM
+
+            AutoModelForCausalLM.from_pretrained(self.model_name).save_pretrained(str(directory))
+            for update in self.experts.export(self.version):
+                update.save(directory / "adapters" / (update.route or "default"))
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(directory))
+            return directory
         if self.cfg.lora.enabled:
             net.save_pretrained(str(directory / "adapter"))
             if merge:
@@ -261,7 +332,8 @@ class Learner:
         directory = Path(directory)
         self.accelerator.save_state(str(directory))
         (directory / "learner_state.json").write_text(
-            json.dumps({"optimizer_steps": self.optimizer_steps, "version": self.version})
+            json.dumps({"optimizer_steps": self.optimizer_steps, "version": self.version,
+                        "experts": self.experts.state_dict() if self.experts else None})
         )
 
     def load_checkpoint(self, directory: str | Path) -> None:
@@ -269,6 +341,16 @@ class Learner:
         self.accelerator.load_state(str(directory))
         state = json.loads((directory / "learner_state.json").read_text())
         self.optimizer_steps, self.version = state["optimizer_steps"], state["version"]
+        if self.experts is not None and state.get("experts"):
+            self.experts.load_state_dict(state["experts"])
+
+
+def _by_family(items: list, samples: list[Sample]) -> dict[str, list]:
+    """`items` grouped by the family of the matching sample, in first-seen order."""
+    groups: dict[str, list] = {}
+    for item, s in zip(items, samples):
+        groups.setdefault(s.family, []).append(item)
+    return groups
 
 
 def _shuffled_minibatches(batch: Batch, size: int, gen: torch.Generator, by_group: bool) -> list[list[int]]:

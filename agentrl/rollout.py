@@ -54,7 +54,8 @@ async def run_episode(
 ) -> Episode:
     """One episode. `refine` (e.g. `sim_rollout.SimRefiner`) may replace each sampled completion
     before the env sees it; what it returns is recorded in the turn's info."""
-    ep = Episode(task_id=task.id, group_id=group_id, episode_id=f"{group_id}/{episode_index}")
+    ep = Episode(task_id=task.id, group_id=group_id, episode_id=f"{group_id}/{episode_index}",
+                 family=str(task.data.get("family", "")))
     env = None
     try:
         env = await _call(env_config.make, timeout=cfg.step_timeout)
@@ -71,6 +72,7 @@ async def run_episode(
                 break
             sampling = SamplingParams(
                 cfg.temperature, cfg.top_p, min(cfg.max_new_tokens, room), seed=request_seed(seed, episode_index, t),
+                route=ep.family,
             )
             t0 = time.perf_counter()
             completion = await engine.generate(prompt, sampling)

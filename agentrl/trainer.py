@@ -13,7 +13,9 @@ from agentrl.algorithms import LOOP, PolicyGradient
 from agentrl.engines import EngineConfig, make_engine
 from agentrl.env import EnvConfig
 from agentrl.evaluation import EvalConfig, evaluate
+from agentrl.experts import StageSchedule
 from agentrl.learner import Learner, LearnerConfig
+from agentrl.multitask import FamilySampler, MultiTaskConfig
 from agentrl.rollout import RolloutConfig
 from agentrl.run_log import RunLog, episode_metrics
 from agentrl.tasks import TaskSampler
@@ -28,6 +30,7 @@ class TrainConfig:
     tasks_per_iteration: int = 40
     rollouts_per_task: int = 6  # K: the group each task's advantages are computed in
     task_pool: int = 0  # 0 = fresh train tasks every iteration; N = draw from N fixed tasks
+    solved_threshold: float = 0.9  # multi-task: a family whose train success reaches this stops collecting data
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     # collect iteration it+1's rollouts (with the weights before update it) while the learner trains
@@ -72,11 +75,17 @@ class Trainer:
             from agentrl.config import config_to_dict
 
             self.accelerator.init_trackers("agentrl", config=_flat(config_to_dict(cfg)))
-        self.learner = Learner(cfg.model, cfg.learner, self.accelerator, seed=cfg.seed)
-        lora_rank = cfg.learner.lora.r if cfg.learner.lora.enabled else None
-        self.engine = make_engine(cfg.model, cfg.engine, cfg.seed, lora_rank=lora_rank)
-        self.engine.sync(self.learner.export_weights())
-        self.sampler = TaskSampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.task_pool)
+        families = list(cfg.env.families) if isinstance(cfg.env, MultiTaskConfig) else []
+        self.learner = Learner(cfg.model, cfg.learner, self.accelerator, seed=cfg.seed, families=families)
+        self.engine = make_engine(cfg.model, cfg.engine, cfg.seed, lora_rank=self.learner.served_lora_rank,
+                                  routes=len(families))
+        self._sync()
+        if families:  # ScaleZero: solved families stop collecting data, unsolved ones are re-weighted
+            self.sampler = FamilySampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.solved_threshold)
+        else:
+            self.sampler = TaskSampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.task_pool)
+        experts = cfg.learner.experts
+        self.stages = StageSchedule(experts.stages, experts.stage_iterations) if experts.enabled else None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollouts") if cfg.async_rollouts else None
 
     def fit(self) -> dict[str, float]:
@@ -100,7 +109,8 @@ class Trainer:
                 stats = self.learner.update(batch, cfg.algorithm, cfg.rollout.temperature)
                 if pending:  # weights change only between collections, so each batch has one behaviour policy
                     concurrent.futures.wait([pending])
-                self.engine.sync(self.learner.export_weights())
+                stats.update(self._observe(episodes))
+                self._sync()
                 t2 = time.perf_counter()
                 done = it + 1
                 train = episode_metrics(episodes, "train")
@@ -124,6 +134,23 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.close()
+
+    def _sync(self) -> None:
+        for update in self.learner.export_updates():
+            self.engine.sync(update)
+
+    def _observe(self, episodes) -> dict[str, float]:
+        """Multi-task bookkeeping after an update: per-family success, the DPS stage switch."""
+        if not isinstance(self.sampler, FamilySampler):
+            return {}
+        self.sampler.observe(episodes)
+        metrics = self.sampler.metrics()
+        if self.stages is not None:
+            if self.stages.observe(len(self.sampler.solved()), len(self.sampler.success())):
+                self.learner.next_stage()
+                print(f"[dps] stage {self.stages.stage}: earlier adapters frozen, new ones added", flush=True)
+            metrics["dps/stage"] = float(self.stages.stage)
+        return metrics
 
     def _collect(self, it: int):
         cfg = self.cfg
@@ -153,7 +180,9 @@ class Trainer:
         self.learner.save_checkpoint(path)
         if self.accelerator.is_main_process:
             save_config(self.cfg, path / "config.yaml")
-            (path / "trainer_state.json").write_text(json.dumps({"iteration": iteration}))
+            state = {"iteration": iteration, "sampler": getattr(self.sampler, "state_dict", dict)(),
+                     "stages": self.stages.state_dict() if self.stages else None}
+            (path / "trainer_state.json").write_text(json.dumps(state))
             for old in sorted(self.checkpoint_root.glob("iter_*"))[: -self.cfg.keep_checkpoints or None]:
                 shutil.rmtree(old, ignore_errors=True)
         return path
@@ -165,8 +194,13 @@ class Trainer:
             return 0
         latest = found[-1]
         self.learner.load_checkpoint(latest)
-        self.engine.sync(self.learner.export_weights())
-        iteration = json.loads((latest / "trainer_state.json").read_text())["iteration"]
+        self._sync()
+        state = json.loads((latest / "trainer_state.json").read_text())
+        iteration = state["iteration"]
+        if state.get("sampler") and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state["sampler"])
+        if state.get("stages") and self.stages is not None:
+            self.stages.load_state_dict(state["stages"])
         self.log.truncate(iteration)
         print(f"[resume] continuing from {latest} (iteration {iteration})", flush=True)
         return iteration

@@ -26,7 +26,7 @@ LORA_RANK = 8
 def engine(tiny_model):
     from agentrl.engines.vllm_inprocess import VLLMEngine
 
-    eng = VLLMEngine(tiny_model, lora_rank=LORA_RANK, seed=0)
+    eng = VLLMEngine(tiny_model, lora_rank=LORA_RANK, seed=0, max_loras=2)  # 2 routes: the multi-LoRA test
     yield eng
     eng.close()
 
@@ -131,14 +131,14 @@ def test_lora_updates_serve_the_updated_peft_model(engine, tiny_model, prompts):
             assert g.token_ids == _greedy_hf(learner, prompt, 12)[: len(g.token_ids)]
             torch.testing.assert_close(torch.tensor(g.logprobs), _recomputed(learner, prompt, g, 1.0), rtol=0, atol=1e-4)
             torch.testing.assert_close(torch.tensor(s.logprobs), _recomputed(learner, prompt, s, 1.0), rtol=0, atol=1e-4)
-        assert set(engine.background.run(engine.llm.list_loras())) == {seed + 1}  # the old adapter was unloaded
+        assert set(engine.background.run(engine.llm.list_loras())) == {engine.loras[""].lora_int_id}  # old one unloaded
         assert [p.name for p in engine.files.root.iterdir()] == [f"lora-v{seed}"]
 
 
 def test_full_weight_update_serves_the_updated_model(engine, tiny_model, prompts):
     learner = _learner(tiny_model, lora=False, seed=3)
     engine.sync(learner.export_weights())
-    assert engine.lora is None
+    assert engine.loras == {}
     greedy = _generate(engine, prompts, lambda i: SamplingParams(0.0, 1.0, 12))
     for prompt, g in zip(prompts, greedy):
         assert g.token_ids == _greedy_hf(learner, prompt, 12)[: len(g.token_ids)]
@@ -267,3 +267,40 @@ async def _on(engine, index: int, prompt: list[int], sampling: SamplingParams):
     finally:
         for s in others:
             s.in_flight -= 10**6
+
+
+def test_multi_lora_serves_two_families_in_one_batch(engine, base, tiny_model, prompts):
+    """Task-routed experts: each request carries its family's adapter; in one concurrent batch
+    every family's outputs equal its own peft adapter's (greedy tokens, logprobs within 1e-4)."""
+    from agentrl.experts import ExpertsConfig
+
+    engine.sync(base.export_weights())  # the untouched base weights under the adapters
+    cfg = LearnerConfig(lora=LoraSettings(r=LORA_RANK, alpha=16), experts=ExpertsConfig(enabled=True))
+    learner = Learner(tiny_model, cfg, seed=0, families=["short", "long"])
+    gen = torch.Generator().manual_seed(7)
+    for name, p in learner.model.named_parameters():
+        if ".lora_" in name:
+            p.data.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    learner.version = 11
+    for update in learner.export_updates():
+        engine.sync(update)
+    families = ["short", "long"] * len(prompts)
+    requests = [(p, f) for p in prompts for f in ("short", "long")]
+
+    async def run():
+        return await asyncio.gather(*(engine.generate(p, SamplingParams(0.0, 1.0, 12, route=f)) for p, f in requests))
+
+    outputs = asyncio.run(run())
+    differ = 0
+    for (prompt, family), out in zip(requests, outputs):
+        learner.experts.activate(family)
+        assert out.token_ids == _greedy_hf(learner, prompt, 12)[: len(out.token_ids)]
+        ids = prompt + out.token_ids
+        sample = Sample(ids, [0] * len(prompt) + [1] * len(out.token_ids), [0.0] * len(ids), 0.0, 0, family=family)
+        with torch.no_grad():
+            row = learner.token_logprobs([sample])[0][len(prompt): len(ids)]
+        torch.testing.assert_close(torch.tensor(out.logprobs), row, rtol=0, atol=1e-4)
+    for i in range(0, len(outputs), 2):
+        differ += outputs[i].logprobs != outputs[i + 1].logprobs
+    assert differ > 0 and len(set(families)) == 2  # the two adapters really are different policies
+    assert len(engine.background.run(engine.llm.list_loras())) >= 2

@@ -31,6 +31,7 @@ class Sample:
     advantage: float
     episode: int  # index of its episode within the batch
     weight: float = 1.0  # per-sample loss weight (e.g. duration-aware updates)
+    family: str = ""  # its episode's task family: the LoRA expert the learner routes it to
 
 
 @dataclass
@@ -38,6 +39,11 @@ class Batch:
     samples: list[Sample]
     episodes: list[Episode]  # the episodes that made it into `samples`, indexed by Sample.episode
     metrics: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for s in self.samples:  # one place for every algorithm's samples to learn their family
+            episode = self.episodes[s.episode] if 0 <= s.episode < len(self.episodes) else None
+            s.family = s.family or getattr(episode, "family", "")
 
 
 @dataclass

