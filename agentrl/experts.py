@@ -53,23 +53,21 @@ class LoraExperts:
             raise ValueError("experts: per_family needs a multi-task env (env.families) to route by")
         self.model, self.cfg, self.stage = peft_model, cfg, 0
         self.families = list(families) if cfg.per_family else []
-        self.groups = self.families + ([SHARED] if cfg.shared else [])
-        names = self.adapter_names(self.families, cfg)
-        existing = set(peft_model.peft_config)
-        for name in names:
-            if name not in existing:
-                peft_model.add_adapter(name, lora_config)
-        for name in existing - set(names):  # get_peft_model's "default" when the learner built it that way
-            peft_model.delete_adapter(name)
+        self.groups = _groups(families, cfg)
+        names = self.adapter_names(families, cfg)
+        missing = [n for n in names if n not in peft_model.peft_config]  # the first comes from get_peft_model
+        for name in missing:
+            peft_model.add_adapter(name, lora_config)
         self.rank = lora_config.r
         self._lora_modules = [(n, m) for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and names[0] in m.lora_A]
         self._add_scales()
+        # (adapter, parameter) for every adapter parameter, found once: activate() runs per forward
+        self._adapter_params = [(a, p) for n, p in peft_model.named_parameters() if (a := _adapter_of(n)) is not None]
         self.activate("")
 
     @staticmethod
     def adapter_names(families: list[str], cfg: ExpertsConfig) -> list[str]:
-        groups = (list(families) if cfg.per_family else []) + ([SHARED] if cfg.shared else [])
-        return [f"{g}_s{k}" for k in range(cfg.stages) for g in groups]
+        return [f"{g}_s{k}" for k in range(cfg.stages) for g in _groups(families, cfg)]
 
     # -- DPS scales ------------------------------------------------------------
     def _add_scales(self) -> None:
@@ -106,15 +104,13 @@ class LoraExperts:
     def _apply_trainable(self) -> None:
         """Only the current stage trains; peft's set_adapter flips requires_grad, so re-apply."""
         live = {f"{g}_s{self.stage}" for g in self.groups}
-        for name, p in self.model.named_parameters():
-            adapter = _adapter_of(name)
-            if adapter is not None:
-                p.requires_grad_(adapter in live and (".lora_" in name))
+        for adapter, p in self._adapter_params:
+            p.requires_grad_(adapter in live)
 
     def all_parameters(self) -> list[torch.nn.Parameter]:
         """Every adapter parameter of every stage: the optimizer holds them all from the start
         (a frozen or unreached one has no gradient, so AdamW leaves it exactly as it is)."""
-        return [p for n, p in self.model.named_parameters() if _adapter_of(n) is not None]
+        return [p for _, p in self._adapter_params]
 
     def next_stage(self) -> None:
         if self.stage + 1 >= self.cfg.stages:
@@ -153,6 +149,11 @@ class LoraExperts:
     def load_state_dict(self, state: dict) -> None:
         self.stage = int(state.get("stage", 0))
         self.activate("")
+
+
+def _groups(families: list[str], cfg: ExpertsConfig) -> list[str]:
+    """Adapter groups: each family (per_family) and the shared one (shared)."""
+    return (list(families) if cfg.per_family else []) + ([SHARED] if cfg.shared else [])
 
 
 def _adapter_of(param_name: str) -> str | None:

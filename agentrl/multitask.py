@@ -241,12 +241,12 @@ class FamilySampler:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"success": dict(self._success), "observed": sorted(self._success),
+        return {"success": dict(self._success),  # observed families only
                 "env_steps": dict(self.env_steps), "last_allocation": dict(self.last_allocation)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` output; families no longer in the config are dropped."""
         known = set(self.families)
-        self._success = {f: float(state["success"][f]) for f in state.get("observed", []) if f in known}
+        self._success = {f: float(v) for f, v in state["success"].items() if f in known}
         self.env_steps.update({f: int(v) for f, v in state.get("env_steps", {}).items() if f in known})
         self.last_allocation.update({f: int(v) for f, v in state.get("last_allocation", {}).items() if f in known})

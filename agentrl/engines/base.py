@@ -60,6 +60,11 @@ class WeightUpdate:
         return directory
 
 
+def serving(served: dict[str, Any], route: str) -> Any:
+    """What serves a request of `route`: its own adapter, else the default ("") one, else None."""
+    return served.get(route, served.get(""))
+
+
 class Engine(abc.ABC):
     """Generates completions for token-id prompts; many calls may be in flight at once."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agentrl.engines.base import Completion, Engine, SamplingParams, WeightUpdate
+from agentrl.engines.base import Completion, Engine, SamplingParams, WeightUpdate, serving
 
 
 @dataclass
@@ -97,14 +97,14 @@ class HFEngine(Engine):
             out: list[Completion | None] = [None] * len(requests)
             groups: dict[str | None, list[int]] = {}  # one forward pass per adapter
             for i, r in enumerate(requests):
-                groups.setdefault(self.adapters.get(r.sampling.route, self.adapters.get("")), []).append(i)
+                groups.setdefault(serving(self.adapters, r.sampling.route), []).append(i)
             for adapter, members in groups.items():
-                serving = contextlib.nullcontext()
+                base_only = contextlib.nullcontext()
                 if adapter is not None:
                     self.model.set_adapter(adapter)
                 elif self.adapters:  # a route with no adapter of its own, and no default one: the base model
-                    serving = self.model.disable_adapter()
-                with serving:
+                    base_only = self.model.disable_adapter()
+                with base_only:
                     for i, completion in zip(members, self._sample([requests[i] for i in members])):
                         out[i] = completion
         self.stats["batches"] += 1

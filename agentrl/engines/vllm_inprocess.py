@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from agentrl.engines.background_loop import BackgroundLoop
-from agentrl.engines.base import Completion, Engine, SamplingParams, WeightUpdate
+from agentrl.engines.base import Completion, Engine, SamplingParams, WeightUpdate, serving
 from agentrl.engines.weight_files import WeightFiles, adapter_name, lora_rank_slot
 
 
@@ -145,7 +145,7 @@ class VLLMEngine(Engine):
         final = None
         async for out in self.llm.generate(
             TokensPrompt(prompt_token_ids=prompt_ids), to_vllm_sampling(sampling, n),
-            request_id=f"agentrl-{next(self._ids)}", lora_request=self.loras.get(sampling.route) or self.loras.get(""),
+            request_id=f"agentrl-{next(self._ids)}", lora_request=serving(self.loras, sampling.route),
         ):
             final = out
         if final is None:
@@ -182,7 +182,7 @@ class VLLMEngine(Engine):
         else:
             raise ValueError(f"unknown weight update kind {update.kind!r}")
         await self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
-        self.files.commit(path, update.route)
+        self.files.commit(path, update.route, full=update.kind == "full")
         self.version = update.version
 
     def close(self) -> None:

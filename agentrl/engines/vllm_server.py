@@ -169,7 +169,7 @@ class VLLMServerEngine(Engine):
                              "vllm_server serves one adapter")
         path = self.files.write(update)
         self.background.run(self._sync_all(update.kind, str(path), update.version))
-        self.files.commit(path)
+        self.files.commit(path, full=update.kind == "full")
 
     async def _sync_all(self, kind: str, path: str, version: int) -> None:
         previous = self._served_name

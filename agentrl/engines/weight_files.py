@@ -28,14 +28,16 @@ class WeightFiles:
             shutil.rmtree(path)
         return update.save(path)
 
-    def commit(self, path: Path, route: str = "") -> None:
+    def commit(self, path: Path, route: str = "", full: bool = False) -> None:
         """`path` is now being served for `route`: drop the previous update's files for it.
-        A full-weight update serves every route, so it replaces them all."""
-        replaced = list(self.current.values()) if path.name.startswith("full-") else [self.current.get(route)]
+        Full weights serve every route, so they replace every route's files."""
+        if full:
+            replaced, self.current = list(self.current.values()), {}
+        else:
+            replaced = [self.current[route]] if route in self.current else []
         for old in replaced:
-            if old is not None and old != path:
+            if old != path:
                 shutil.rmtree(old, ignore_errors=True)
-        self.current = {} if path.name.startswith("full-") else self.current
         self.current[route] = path
 
     def close(self) -> None:
