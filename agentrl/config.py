@@ -74,6 +74,10 @@ def _walk(obj: Any, prefix: str = ""):
         value = getattr(obj, name)
         if _is_dc(value):
             yield from _walk(value, path)
+        elif isinstance(value, dict):  # named sub-configs (a multi-task env's families) by their key
+            for key, item in value.items():
+                if _is_dc(item):
+                    yield from _walk(item, _join(path, str(key)))
 
 
 def _leaves(obj: Any, prefix: str = "") -> list[str]:
@@ -246,6 +250,18 @@ def _set(owner: Any, name: str, hint: Any, value: Any, path: str, cli: bool) -> 
         shorthand = getattr(type(current), "__shorthand__", None)
         if shorthand and isinstance(parsed, str):  # `engine: vllm` sets the section's main field
             return _apply(current, {shorthand: parsed}, path)
+    elif isinstance(current, dict) and current and all(_is_dc(v) for v in current.values()):
+        # named sub-configs merge key by key, each keeping its class (a saved config.yaml loads back);
+        # their classes are only known in code, so a new key cannot be created from a flag or YAML
+        parsed = _yaml(value, path) if cli and isinstance(value, str) else value
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{path}: expected a mapping of {', '.join(map(str, current))} to their fields")
+        for key, fields in parsed.items():
+            if str(key) not in current:
+                raise ConfigError(f"{_join(path, str(key))}: not in this config ({', '.join(map(str, current))}); "
+                                  "new entries are added in code, e.g. in a recipe's preset")
+            _apply(current[str(key)], fields, _join(path, str(key)))
+        return None
     # object.__setattr__ so frozen config dataclasses can be overridden too (we own this copy).
     object.__setattr__(owner, name, _convert(value, hint, path, cli))
 

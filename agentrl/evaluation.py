@@ -57,9 +57,16 @@ def evaluate_checkpoint(
     model: str, engine_cfg: EngineConfig, env_config: EnvConfig, rollout: RolloutConfig, cfg: EvalConfig,
     seed: int = 0,
 ) -> tuple[dict[str, float], list[Episode]]:
-    """`evaluate` on a fresh engine serving `model` (an HF id or path), stopped afterwards."""
-    engine = make_engine(model, engine_cfg, seed)
+    """`evaluate` on a fresh engine serving `model` (an HF id or path), stopped afterwards. A
+    checkpoint with LoRA experts is served with every family's adapter, each on its own requests."""
+    from agentrl.engines.base import routed_adapters
+
+    adapters = routed_adapters(model)
+    rank = max((a.peft_config.r for a in adapters), default=None)
+    engine = make_engine(model, engine_cfg, seed, lora_rank=rank, routes=len(adapters))
     try:
+        for adapter in adapters:
+            engine.sync(adapter)
         return evaluate(engine, env_config, rollout, cfg)
     finally:
         engine.close()

@@ -145,14 +145,16 @@ class Learner:
         return out.to(self.device), present.to(self.device)
 
     def _microbatches(self, samples: list[Sample]) -> list[list[Sample]]:
-        """Split by episode boundaries so no microbatch exceeds the token budget (when it can)."""
-        chunks, current, tokens, last_episode = [], [], 0, None
+        """Split by episode boundaries so no microbatch's padded size (rows x longest row) exceeds
+        the token budget (when it can)."""
+        chunks, current, longest, last_episode = [], [], 0, None
         for s in samples:
-            if current and s.episode != last_episode and tokens + len(s.token_ids) > self.cfg.max_tokens_per_microbatch:
+            padded = (len(current) + 1) * max(longest, len(s.token_ids))
+            if current and s.episode != last_episode and padded > self.cfg.max_tokens_per_microbatch:
                 chunks.append(current)
-                current, tokens = [], 0
+                current, longest = [], 0
             current.append(s)
-            tokens += len(s.token_ids)
+            longest = max(longest, len(s.token_ids))
             last_episode = s.episode
         return chunks + ([current] if current else [])
 
@@ -265,7 +267,9 @@ class Learner:
         self.model.train()
         n_tokens = sum(sum(s.loss_mask) for s in samples)
         total = 0.0
-        for mb in self._microbatches(samples):
+        # by length, so a microbatch pads its short sequences (Sokoban moves) to similar ones, not to
+        # the longest of the batch (an ALFWorld observation); the loss is a sum, order does not matter
+        for mb in self._microbatches(sorted(samples, key=lambda s: len(s.token_ids))):
             mask, _ = self._pad([s.loss_mask for s in mb], 0)
             logp = self.token_logprobs(mb)
             loss = -(logp * mask).sum() / max(n_tokens, 1)

@@ -48,12 +48,20 @@ class MultiTaskConfig(EnvConfig):
     """Several environment families trained together; `families` maps a name to its config."""
 
     families: dict[str, EnvConfig] = field(default_factory=dict)
+    # each family's share of `tasks()` (SFT demonstrations, the tokenizer's corpus, evaluation);
+    # families left out weigh 1. RL batches are FamilySampler's, by success instead.
+    weights: dict[str, float] = field(default_factory=dict)
 
     def validate(self) -> None:
         from agentrl.config import validate as validate_config
 
         if not self.families:
             raise ValueError("families: needs at least one family")
+        unknown = [f for f in self.weights if f not in self.families]
+        if unknown:
+            raise ValueError(f"weights: {', '.join(map(repr, unknown))} not in families ({', '.join(self.families)})")
+        if any(w < 0 for w in self.weights.values()) or not any(self.weights.get(f, 1.0) > 0 for f in self.families):
+            raise ValueError(f"weights: must be >= 0 with at least one family above 0 (got {self.weights})")
         for name, cfg in self.families.items():
             if not isinstance(name, str) or not name or "/" in name:
                 raise ValueError(f"families: names must be non-empty and contain no '/' (got {name!r})")
@@ -76,12 +84,17 @@ class MultiTaskConfig(EnvConfig):
         """`n` tasks of one family, ids `<family>/<inner id>`."""
         return [_wrap(family, t) for t in self._family(family).tasks(split, n, seed)] if n else []
 
+    def family_counts(self, n: int) -> dict[str, int]:
+        """How many of `n` tasks each family gets: shares by `weights` (evenly by default);
+        leftover tasks go to the largest fractional shares, the earlier family on a tie."""
+        shares = [self.weights.get(f, 1.0) for f in self.families]
+        return dict(zip(self.families, _largest_remainder(shares, n, list(range(len(shares))))))
+
     def tasks(self, split: str, n: int, seed: int) -> list[Task]:
-        """`n` tasks split evenly over the families in order (the first get the remainder)."""
-        base, extra = divmod(n, len(self.families))
+        """`n` tasks split over the families by `family_counts`, in family order."""
         tasks: list[Task] = []
-        for i, family in enumerate(self.families):
-            tasks += self.family_tasks(family, split, base + (i < extra), seed)
+        for family, count in self.family_counts(n).items():
+            tasks += self.family_tasks(family, split, count, seed)
         return tasks
 
     def extra_texts(self) -> list[str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -93,13 +92,16 @@ class Trainer:
         cfg, last_eval = self.cfg, {}
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run still shuts down cleanly
         try:
-            start = self._resume() if cfg.resume else 0
+            start, restored = self._resume() if cfg.resume else (0, None)
             if start == 0:
                 last_eval = self.evaluate(0)
             progress = _progress(self.accelerator.is_main_process)
             bar = progress.add_task("training", total=cfg.iterations, completed=start)
             progress.start()
             pending = None  # the next iteration's rollouts, in flight (async_rollouts)
+            if restored is not None and start < cfg.iterations:  # collected before the stop, never trained on
+                pending = concurrent.futures.Future()
+                pending.set_result(restored)
             for it in range(start, cfg.iterations):
                 t0 = time.perf_counter()
                 episodes = pending.result() if pending else self._collect(it)
@@ -124,7 +126,7 @@ class Trainer:
                 if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.iterations:
                     last_eval = self.evaluate(done)
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.iterations:
-                    self.checkpoint(done)
+                    self.checkpoint(done, pending.result() if pending else None)
             progress.stop()
             if not last_eval:  # resumed at the end (or eval.every=0): still report where the policy stands
                 last_eval = self.evaluate(cfg.iterations)
@@ -173,37 +175,57 @@ class Trainer:
     def checkpoint_root(self) -> Path:
         return Path(self.cfg.output_dir) / "checkpoints"
 
-    def checkpoint(self, iteration: int) -> Path:
+    def checkpoint(self, iteration: int, pending: list | None = None) -> Path:
+        """Learner, optimizer, scheduler, RNG, sampler and stage state, plus `pending`: the episodes
+        already collected for the next iteration (async rollouts), so a resume trains on them
+        instead of losing them. Written atomically (agentrl/checkpoints.py)."""
+        from agentrl import checkpoints
         from agentrl.config import save_config
+        from agentrl.episode import save_episodes
 
-        path = self.checkpoint_root / f"iter_{iteration:06d}"
-        self.learner.save_checkpoint(path)
-        if self.accelerator.is_main_process:
-            save_config(self.cfg, path / "config.yaml")
-            state = {"iteration": iteration, "sampler": getattr(self.sampler, "state_dict", dict)(),
-                     "stages": self.stages.state_dict() if self.stages else None}
-            (path / "trainer_state.json").write_text(json.dumps(state))
-            for old in sorted(self.checkpoint_root.glob("iter_*"))[: -self.cfg.keep_checkpoints or None]:
-                shutil.rmtree(old, ignore_errors=True)
-        return path
+        main = self.accelerator.is_main_process
+        if main:
+            checkpoints.begin(self.checkpoint_root, iteration)
+        self.accelerator.wait_for_everyone()
+        partial = checkpoints.checkpoint_dir(self.checkpoint_root, iteration)
+        partial = partial.with_name(partial.name + checkpoints.PARTIAL)
+        self.learner.save_checkpoint(partial)
+        self.accelerator.wait_for_everyone()
+        if not main:
+            return checkpoints.checkpoint_dir(self.checkpoint_root, iteration)
+        save_config(self.cfg, partial / "config.yaml")
+        if pending is not None:
+            save_episodes(pending, str(partial / "pending_episodes.jsonl"))
+        state = {"iteration": iteration, "sampler": getattr(self.sampler, "state_dict", dict)(),
+                 "stages": self.stages.state_dict() if self.stages else None, "pending": pending is not None}
+        (partial / "trainer_state.json").write_text(json.dumps(state))
+        return checkpoints.commit(partial, keep=self.cfg.keep_checkpoints)
 
-    def _resume(self) -> int:
-        found = sorted(p for p in self.checkpoint_root.glob("iter_*") if (p / "trainer_state.json").exists())
-        if not found:
-            print(f"[resume] no checkpoint under {self.checkpoint_root}: starting from scratch", flush=True)
-            return 0
-        latest = found[-1]
-        self.learner.load_checkpoint(latest)
+    def _resume(self) -> tuple[int, list | None]:
+        """(iteration, pending episodes or None) from the newest usable checkpoint (a corrupt one
+        is skipped with a warning); (0, None) when there is none."""
+        from agentrl import checkpoints
+        from agentrl.episode import load_episodes
+
+        def load(path: Path) -> dict:
+            self.learner.load_checkpoint(path)
+            return json.loads((path / "trainer_state.json").read_text())
+
+        found = checkpoints.load_latest(self.checkpoint_root, load)
+        if found is None:
+            print(f"[resume] no usable checkpoint under {self.checkpoint_root}: starting from scratch", flush=True)
+            return 0, None
+        latest, state = found
         self._sync()
-        state = json.loads((latest / "trainer_state.json").read_text())
         iteration = state["iteration"]
+        pending = load_episodes(str(latest / "pending_episodes.jsonl")) if state.get("pending") else None
         if state.get("sampler") and hasattr(self.sampler, "load_state_dict"):
             self.sampler.load_state_dict(state["sampler"])
         if state.get("stages") and self.stages is not None:
             self.stages.load_state_dict(state["stages"])
         self.log.truncate(iteration)
         print(f"[resume] continuing from {latest} (iteration {iteration})", flush=True)
-        return iteration
+        return iteration, pending
 
     def close(self) -> None:
         if self._pool:

@@ -54,6 +54,10 @@ def test_tasks_split_evenly_with_family_ids():
     assert [t.id for t in cfg.family_tasks("long", "train", 2, 3)] == [t.id for t in tasks[3:]]
     test = cfg.tasks("test", 6, 3)
     assert len(test) == 6 and not {t.id for t in test} & {t.id for t in tasks}
+    # weights: shares 1 : 0.25 of 10 tasks -> 8 : 2 (largest remainder); a family at 0 gets none
+    weighted = MultiTaskConfig(cfg.families, weights={"long": 0.25})
+    assert [t.data["family"] for t in weighted.tasks("train", 10, 3)] == ["short"] * 8 + ["long"] * 2
+    assert {t.data["family"] for t in MultiTaskConfig(cfg.families, weights={"short": 0}).tasks("train", 4, 3)} == {"long"}
     levels = lambda ts: {t.data["task"].data["level"] for t in ts}  # noqa: E731
     assert not levels(test) & levels(cfg.tasks("train", 40, 3))
 
@@ -71,6 +75,11 @@ def test_validate_names_the_field():
     broken.width = 1
     with pytest.raises(ValueError, match="^families.short: width must be >= 3"):
         MultiTaskConfig({"short": broken, "long": long()}).validate()
+    with pytest.raises(ValueError, match=r"^weights: 'lng' not in families \(short, long\)"):
+        MultiTaskConfig(config().families, weights={"lng": 1.0}).validate()
+    for weights in ({"short": -1.0}, {"short": 0.0, "long": 0.0}):
+        with pytest.raises(ValueError, match="^weights: must be >= 0 with at least one family above 0"):
+            MultiTaskConfig(config().families, weights=weights).validate()
 
 
 @dataclass
@@ -248,3 +257,29 @@ def test_state_dict_round_trip():
     # b never observed stays unobserved: its first observation still sets it directly
     observe_rates(resumed, {"b": (1, 1)})
     assert resumed.success()["b"] == 1.0
+
+
+# --- flags and saved configs ----------------------------------------------------------------
+def test_family_fields_are_flags_and_a_saved_config_loads_back(tmp_path):
+    """`--env.families.<name>.<field>` sets one family's field (type-checked, named in errors); a
+    bare field shared by families is ambiguous; a new family cannot come from a flag; the saved
+    config.yaml of a multi-task run loads back with each family's own class."""
+    from agentrl.config import ConfigError, parse_config, save_config
+    from agentrl.trainer import TrainConfig
+
+    preset = TrainConfig(env=config())
+    cfg = parse_config(preset, ["--env.families.long.max_solution_length", "5", "--env.families.short.instructions"])
+    assert cfg.env.families["long"].max_solution_length == 5 and cfg.env.families["short"].instructions
+    assert preset.env.families["long"].max_solution_length == 6  # the preset itself is untouched
+    with pytest.raises(ConfigError, match=r"env\.families\.long\.max_steps: expected an int or None, got 'abc'"):
+        parse_config(preset, ["--env.families.long.max_steps", "abc"])
+    with pytest.raises(ConfigError, match="ambiguous config field 'max_solution_length'"):
+        parse_config(preset, ["--max_solution_length", "4"])
+    with pytest.raises(ConfigError, match=r"env\.families\.extra: not in this config \(short, long\)"):
+        parse_config(preset, ["--env.families", "{extra: {width: 4}}"])
+    with pytest.raises(ConfigError, match=r"families\.short: .*min_solution_length"):  # the family's own check
+        parse_config(preset, ["--env.families.short.min_solution_length", "9"])
+
+    save_config(cfg, tmp_path / "config.yaml")
+    loaded = parse_config(TrainConfig(env=config()), ["--config", str(tmp_path / "config.yaml")])
+    assert loaded.env == cfg.env and type(loaded.env.families["long"]) is SokobanConfig

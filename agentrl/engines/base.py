@@ -59,6 +59,26 @@ class WeightUpdate:
             save_file(tensors, str(directory / "model.safetensors"))
         return directory
 
+    @classmethod
+    def load_adapter(cls, directory: str | Path, route: str = "", version: int = 0) -> WeightUpdate:
+        """A LoRA update from a peft adapter dir (as `save` writes it)."""
+        from peft import LoraConfig
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        return cls("lora", load_file(str(directory / "adapter_model.safetensors")), version,
+                   LoraConfig.from_pretrained(str(directory)), route)
+
+
+def routed_adapters(model: str | Path) -> list[WeightUpdate]:
+    """The per-route adapters a multi-task checkpoint carries under `adapters/<route>/` (LoRA
+    experts: the base model's weights are the checkpoint itself); [] for any other model."""
+    root = Path(model) / "adapters"
+    if not root.is_dir():
+        return []
+    return [WeightUpdate.load_adapter(d, d.name) for d in sorted(root.iterdir())
+            if (d / "adapter_model.safetensors").exists()]
+
 
 def serving(served: dict[str, Any], route: str) -> Any:
     """What serves a request of `route`: its own adapter, else the default ("") one, else None."""
