@@ -40,9 +40,15 @@ def checkpoint_dir(root: str | Path, iteration: int) -> Path:
     return Path(root) / f"iter_{iteration:06d}"
 
 
+def partial_dir(root: str | Path, iteration: int) -> Path:
+    """Where checkpoint `iteration` is written before `commit` seals it."""
+    final = checkpoint_dir(root, iteration)
+    return final.with_name(final.name + PARTIAL)
+
+
 def begin(root: str | Path, iteration: int) -> Path:
-    """A fresh `.partial` directory to write checkpoint `iteration` into (a leftover one is removed)."""
-    partial = checkpoint_dir(root, iteration).with_name(checkpoint_dir(root, iteration).name + PARTIAL)
+    """A fresh `partial_dir` to write checkpoint `iteration` into (a leftover one is removed)."""
+    partial = partial_dir(root, iteration)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     return partial

@@ -314,9 +314,10 @@ class Learner:
         if self.experts is not None:  # the base model plus one served adapter per family
             from transformers import AutoModelForCausalLM
 
+            from agentrl.engines.base import save_routed_adapters
+
             AutoModelForCausalLM.from_pretrained(self.model_name).save_pretrained(str(directory))
-            for update in self.experts.export(self.version):
-                update.save(directory / "adapters" / (update.route or "default"))
+            save_routed_adapters(self.experts.export(self.version), directory)
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(directory))
             return directory

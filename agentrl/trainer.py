@@ -187,8 +187,7 @@ class Trainer:
         if main:
             checkpoints.begin(self.checkpoint_root, iteration)
         self.accelerator.wait_for_everyone()
-        partial = checkpoints.checkpoint_dir(self.checkpoint_root, iteration)
-        partial = partial.with_name(partial.name + checkpoints.PARTIAL)
+        partial = checkpoints.partial_dir(self.checkpoint_root, iteration)  # begun by the main process
         self.learner.save_checkpoint(partial)
         self.accelerator.wait_for_everyone()
         if not main:

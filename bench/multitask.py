@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -41,13 +42,13 @@ from agentrl.recipe import warm_start  # noqa: E402
 
 def arms(recipe) -> dict[str, ExpertsConfig]:
     """The three adapter set-ups; DPS switches stage by ScaleZero's rule or halfway through."""
-    base = recipe.rl.learner.experts
+    preset = recipe.rl.learner.experts
+    base = replace(preset, enabled=True, shared=False, stages=1, stage_iterations=0)
     return {
-        "shared": ExpertsConfig(enabled=True, per_family=False, shared=True, stages=1, scale_range=base.scale_range),
-        "experts": ExpertsConfig(enabled=True, per_family=True, shared=False, stages=1, scale_range=base.scale_range),
-        "dps": ExpertsConfig(enabled=True, per_family=True, shared=False, stages=max(base.stages, 2),
-                             stage_iterations=base.stage_iterations or max(recipe.rl.iterations // 2, 1),
-                             scale_range=base.scale_range),
+        "shared": replace(base, per_family=False, shared=True),
+        "experts": replace(base, per_family=True),
+        "dps": replace(base, per_family=True, stages=max(preset.stages, 2),
+                       stage_iterations=preset.stage_iterations or max(recipe.rl.iterations // 2, 1)),
     }
 
 

@@ -204,3 +204,24 @@ def test_experts_need_lora_and_families(tiny_model):
         parse_config(LearnerConfig(lora=LoraSettings(enabled=False), experts=ExpertsConfig(enabled=True)), [])
     with pytest.raises(ValueError, match="per_family needs a multi-task env"):
         Learner(tiny_model, LearnerConfig(experts=ExpertsConfig(enabled=True)), families=[])
+
+
+@pytest.mark.parametrize("per_family,shared,routes", [(True, False, FAMILIES), (False, True, [""])])
+def test_saved_checkpoint_reads_back_each_routes_adapter(tiny_model, tmp_path, per_family, shared, routes):
+    """`save_pretrained` of an experts learner writes what `routed_adapters` (used by `agentrl eval`)
+    reads back: the same route and tensors per adapter, including the one shared LoRA of route "",
+    which serves every family's requests."""
+    from agentrl.engines.base import routed_adapters, serving
+
+    learner = _learner(tiny_model, per_family=per_family, shared=shared)
+    _randomize(learner, [f"{g}_s0" for g in (FAMILIES if per_family else ["shared"])])
+    learner.save_pretrained(tmp_path / "final")
+    exported = {u.route: u for u in learner.export_updates()}
+    loaded = {u.route: u for u in routed_adapters(tmp_path / "final")}
+    assert sorted(loaded) == sorted(exported) == sorted(routes)
+    for route, update in loaded.items():
+        assert update.kind == "lora" and update.peft_config.r == exported[route].peft_config.r
+        assert update.state_dict.keys() == exported[route].state_dict.keys()
+        for k, v in update.state_dict.items():
+            torch.testing.assert_close(v, exported[route].state_dict[k], rtol=0, atol=0)
+    assert all(serving(loaded, f) is not None for f in FAMILIES)

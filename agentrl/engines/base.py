@@ -70,13 +70,23 @@ class WeightUpdate:
                    LoraConfig.from_pretrained(str(directory)), route)
 
 
+ADAPTERS_DIR = "adapters"  # a multi-task checkpoint's served adapters, one subdirectory per route
+DEFAULT_ROUTE_DIR = "default"  # the subdirectory of route "" (one adapter every request uses)
+
+
+def save_routed_adapters(updates: list[WeightUpdate], model: str | Path) -> None:
+    """Write each route's adapter under `<model>/adapters/<route>/`, for `routed_adapters`."""
+    for update in updates:
+        update.save(Path(model) / ADAPTERS_DIR / (update.route or DEFAULT_ROUTE_DIR))
+
+
 def routed_adapters(model: str | Path) -> list[WeightUpdate]:
-    """The per-route adapters a multi-task checkpoint carries under `adapters/<route>/` (LoRA
-    experts: the base model's weights are the checkpoint itself); [] for any other model."""
-    root = Path(model) / "adapters"
+    """The per-route adapters a multi-task checkpoint carries (LoRA experts: the base model's
+    weights are the checkpoint itself), as `save_routed_adapters` wrote them; [] for any other model."""
+    root = Path(model) / ADAPTERS_DIR
     if not root.is_dir():
         return []
-    return [WeightUpdate.load_adapter(d, d.name) for d in sorted(root.iterdir())
+    return [WeightUpdate.load_adapter(d, "" if d.name == DEFAULT_ROUTE_DIR else d.name) for d in sorted(root.iterdir())
             if (d / "adapter_model.safetensors").exists()]
 
 
