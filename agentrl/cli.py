@@ -80,31 +80,156 @@ def _build_model_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- eval
 
 
+_EVAL_EPILOG = (
+    "Any other option is a config field: --eval.tasks 200, --eval.seed 7, --eval.temperature 0.1, "
+    "--rollout.max_turns 20, --rollout.history 0, --env.<field> (the environment's own settings), "
+    "--engine hf|vllm|vllm_server, --engine.urls URL,... Use --fields to list them."
+)
+
+
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="HF model id or checkpoint directory")
     parser.add_argument("--env", required=True, metavar="NAME", help="an installed environment (e.g. sokoban)")
     parser.add_argument("--out", type=Path, default=None, help="write the episodes here as JSONL")
-    parser.epilog = (
-        "Any other option is a config field: --eval.tasks 200, --eval.seed 7, --eval.temperature 0.1, "
-        "--rollout.max_turns 20, --rollout.history 0, --env.<field> (the environment's own settings). "
-        "Use --fields to list them."
-    )
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                        help="write histograms of episode reward and length here")
+    parser.epilog = _EVAL_EPILOG
+
+
+def _eval_command(args: argparse.Namespace, command: str):
+    """The `EvalCommand` of `--model`/`--env` plus the config-field overrides (eval, watch):
+    one parse, so both commands take the same fields and build the same engine and env."""
+    from agentrl.config import parse_config
+    from agentrl.env import env_config_class
+    from agentrl.evaluation import EvalCommand
+
+    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
+    default = EvalCommand(model=args.model, env=env_config_class(args.env)())
+    return parse_config(default, overrides, prog=f"agentrl {command} --env {args.env}")
 
 
 def _eval_run(args: argparse.Namespace) -> int:
-    from agentrl.config import ConfigError, format_config, parse_config
-    from agentrl.env import env_config_class
-    from agentrl.evaluation import EvalCommand, run_eval_command
+    from agentrl.config import ConfigError, format_config
+    from agentrl.evaluation import run_eval_command
 
-    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
     try:
-        default = EvalCommand(model=args.model, env=env_config_class(args.env)())
-        cfg = parse_config(default, overrides, prog=f"agentrl eval --env {args.env}")
+        cfg = _eval_command(args, "eval")
     except (ConfigError, ValueError) as exc:
         print(f"config error: {exc}")
         return 2
     print(format_config(cfg))
-    return run_eval_command(cfg, args.out)
+    return run_eval_command(cfg, args.out, args.plot)
+
+
+# ---------------------------------------------------------------- watch, play
+
+
+def _task_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", type=int, default=0, metavar="N",
+                        help="which task: episode N of `agentrl eval` with the same --eval.seed/--eval.split")
+
+
+def _watch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="HF model id or checkpoint directory")
+    parser.add_argument("--env", required=True, metavar="NAME", help="an installed environment (e.g. sokoban)")
+    _task_argument(parser)
+    parser.add_argument("--no-pause", action="store_true", help="run the episode to the end without waiting")
+    parser.add_argument("--delay", type=float, default=0.5, metavar="SECONDS",
+                        help="pause between turns while continuing (time to press p)")
+    parser.add_argument("--show-prompt", action="store_true",
+                        help="also show each prompt exactly as the model gets it (decoded from its token ids)")
+    parser.epilog = ("Keys: Enter/space/n next turn, c continue to the end, p pause (while continuing), "
+                     "t take over (type the actions yourself; a line 'a' hands back to the agent), q quit. "
+                     "Any other option is a config field, as for `agentrl eval`: --eval.seed and --eval.split (which "
+                     "task), --eval.temperature, --rollout.history 0, --env.<field>, --engine hf|vllm|vllm_server, "
+                     "--engine.urls URL,... Use --fields to list them.")
+
+
+def _watch_run(args: argparse.Namespace) -> int:
+    from agentrl.config import ConfigError
+    from agentrl.watch import pick_task, watch
+
+    try:
+        cfg = _eval_command(args, "watch")
+        if args.delay < 0:
+            raise ValueError(f"--delay: expected seconds >= 0, got {args.delay}")
+        pick_task(cfg.env, cfg.eval.split, cfg.eval.seed, args.task)  # a bad --task fails before the model loads
+    except (ConfigError, ValueError) as exc:
+        print(f"config error: {exc}")
+        return 2
+    try:
+        watch(cfg, args.task, pausing=not args.no_pause, delay=args.delay, show_prompt=args.show_prompt)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _play_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, metavar="NAME", help="an installed environment (e.g. sokoban)")
+    _task_argument(parser)
+    parser.epilog = ("Type an action per turn and press Enter; `quit` stops. Any other option is a config "
+                     "field: --env.<field>, --eval.seed, --eval.split (which task), --rollout.max_turns. "
+                     "Use --fields to list them.")
+
+
+def _play_run(args: argparse.Namespace) -> int:
+    from agentrl.config import ConfigError, parse_config
+    from agentrl.env import env_config_class
+    from agentrl.watch import PlayCommand, pick_task, play
+
+    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
+    try:
+        cfg = parse_config(PlayCommand(env=env_config_class(args.env)()), overrides,
+                           prog=f"agentrl play --env {args.env}")
+        pick_task(cfg.env, cfg.eval.split, cfg.eval.seed, args.task)
+    except (ConfigError, ValueError) as exc:
+        print(f"config error: {exc}")
+        return 2
+    try:
+        play(cfg, args.task)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+# -------------------------------------------------------------------- publish
+
+
+def _publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a run directory: a recipe's output_dir (with rl/) or a Trainer's output_dir")
+    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="the Hub model repo to push to")
+    parser.add_argument("--merge", action="store_true",
+                        help="push full weights (LoRA merged in) instead of the LoRA adapter; for an experts "
+                             "checkpoint: the base weights with every family's adapter")
+    parser.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)")
+    parser.add_argument("--dry-run", type=Path, default=None, metavar="DIR",
+                        help="write exactly what would be uploaded into DIR (new or empty) and contact no server")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    parser.add_argument("--endpoint", default=None, metavar="URL", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument("--reproduce", default=None, metavar="COMMAND",
+                        help="the command that trained the run, for the card (e.g. 'python recipes/loop_sokoban.py "
+                             "--preset cpu'); the card always has the Python that rebuilds it from its config")
+    parser.add_argument("--commit-message", default=None)
+
+
+def _publish_run(args: argparse.Namespace) -> int:
+    from agentrl.publish import PublishError, publish
+
+    try:
+        result = publish(args.run_dir, args.repo_id, merge=args.merge, private=args.private, dry_run=args.dry_run,
+                         token=args.token, endpoint=args.endpoint, reproduce=args.reproduce,
+                         commit_message=args.commit_message)
+    except PublishError as exc:
+        print(f"publish error: {exc}")
+        return 2 if exc.bad_input else 1
+    for warning in result.warnings:
+        print(f"note: {warning}")
+    print(f"{result.kind} model from {result.final}: {len(result.files)} files")
+    for name in result.files:
+        print(f"  {name}")
+    print(f"written to {result.dry_run} (dry run: nothing uploaded)" if result.dry_run else f"pushed to {result.url}")
+    return 0
 
 
 # --------------------------------------------------------------- export-demos
@@ -228,10 +353,25 @@ SUBCOMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
         _resim_data_arguments,
         _resim_data_run,
     ),
+    "watch": (
+        "step through one agent episode turn by turn (observation, action, reward); take over with t",
+        _watch_arguments,
+        _watch_run,
+    ),
+    "play": (
+        "play one task of an environment yourself, seeing what the agent sees",
+        _play_arguments,
+        _play_run,
+    ),
+    "publish": (
+        "push a run's model (LoRA adapter or merged), tokenizer and a generated model card to the Hub",
+        _publish_arguments,
+        _publish_run,
+    ),
 }
 
 # subcommands whose unknown options are config-field overrides
-PASSTHROUGH = {"eval", "export-demos", "resim-data"}
+PASSTHROUGH = {"eval", "export-demos", "resim-data", "watch", "play"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Evaluate a policy on seeded held-out tasks and summarise the episodes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -45,20 +46,25 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
 
 def evaluate(
     engine: Engine, env_config: EnvConfig, rollout: RolloutConfig, cfg: EvalConfig,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> tuple[dict[str, float], list[Episode]]:
     tasks = env_config.tasks(cfg.split, cfg.tasks, cfg.seed)
     episodes = collect_sync(
-        engine, env_config, tasks, 1, replace(rollout, temperature=cfg.temperature), seed=cfg.seed, group_prefix="eval/",
+        engine, env_config, tasks, 1, eval_rollout(rollout, cfg), seed=cfg.seed, group_prefix="eval/",
+        on_episode=on_episode,
     )
     return {**summarize(episodes), **env_config.metrics(episodes)}, episodes
 
 
-def evaluate_checkpoint(
-    model: str, engine_cfg: EngineConfig, env_config: EnvConfig, rollout: RolloutConfig, cfg: EvalConfig,
-    seed: int = 0,
-) -> tuple[dict[str, float], list[Episode]]:
-    """`evaluate` on a fresh engine serving `model` (an HF id or path), stopped afterwards. A
-    checkpoint with LoRA experts is served with every family's adapter, each on its own requests."""
+def eval_rollout(rollout: RolloutConfig, cfg: EvalConfig) -> RolloutConfig:
+    """The rollout settings an evaluation plays with (its own temperature)."""
+    return replace(rollout, temperature=cfg.temperature)
+
+
+def open_engine(model: str, engine_cfg: EngineConfig, seed: int = 0) -> Engine:
+    """A fresh engine serving `model` (an HF id or path), as `agentrl eval`, `watch` and recipes
+    use it: a checkpoint with LoRA experts is served with every family's adapter, each on its
+    own requests. The caller closes it."""
     from agentrl.engines.base import routed_adapters
 
     adapters = routed_adapters(model)
@@ -67,7 +73,20 @@ def evaluate_checkpoint(
     try:
         for adapter in adapters:
             engine.sync(adapter)
-        return evaluate(engine, env_config, rollout, cfg)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+def evaluate_checkpoint(
+    model: str, engine_cfg: EngineConfig, env_config: EnvConfig, rollout: RolloutConfig, cfg: EvalConfig,
+    seed: int = 0, on_episode: Callable[[Episode], None] | None = None,
+) -> tuple[dict[str, float], list[Episode]]:
+    """`evaluate` on a fresh engine serving `model` (`open_engine`), stopped afterwards."""
+    engine = open_engine(model, engine_cfg, seed)
+    try:
+        return evaluate(engine, env_config, rollout, cfg, on_episode)
     finally:
         engine.close()
 
@@ -83,20 +102,32 @@ class EvalCommand:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-def run_eval_command(cfg: EvalCommand, out: str | None = None) -> int:
+def run_eval_command(cfg: EvalCommand, out: str | None = None, plot: str | None = None) -> int:
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from agentrl.episode import save_episodes
 
-    summary, episodes = evaluate_checkpoint(cfg.model, cfg.engine, cfg.env, cfg.rollout, cfg.eval)
+    console = Console()
+    # a live bar only on a terminal: logs and pipes get the table alone
+    progress = Progress(TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=not console.is_terminal)
+    with progress:
+        bar = progress.add_task("eval", total=cfg.eval.tasks)
+        summary, episodes = evaluate_checkpoint(cfg.model, cfg.engine, cfg.env, cfg.rollout, cfg.eval,
+                                                on_episode=lambda _: progress.advance(bar))
     table = Table(title=f"{cfg.model} on {cfg.eval.tasks} {cfg.eval.split} tasks (seed {cfg.eval.seed})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in summary.items():
         table.add_row(key, f"{value:.1%}" if key.endswith("rate") else f"{value:.3f}")
-    Console().print(table)
+    console.print(table)
     if out:
         save_episodes(episodes, str(out))
         print(f"episodes written to {out}")
+    if plot:
+        from agentrl.eval_plot import plot_episodes
+
+        print(f"plot written to {plot_episodes(episodes, plot, title=table.title)}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentrl.chat import ChatFormat
@@ -136,18 +137,23 @@ def _context(prompt, segments, history, chat, first_observation, system) -> list
 async def collect(
     engine: Engine, env_config: EnvConfig, tasks: list[Task], k: int, cfg: RolloutConfig,
     *, seed: int, group_prefix: str = "", refine=None, refined_per_task: int = 0,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> list[Episode]:
     """`k` episodes per task, all concurrently (bounded by `max_concurrent_episodes`); the first
-    `refined_per_task` of each task's episodes run with the `refine` hook (SimRollout)."""
+    `refined_per_task` of each task's episodes run with the `refine` hook (SimRollout).
+    `on_episode` is called with each episode as it finishes (a progress bar)."""
     chat = ChatFormat(engine.tokenizer)
     limit = asyncio.Semaphore(min(cfg.max_concurrent_episodes, env_config.concurrency_limit() or cfg.max_concurrent_episodes))
 
     async def one(task: Task, group: int, index: int, hook) -> Episode:
         async with limit:
-            return await run_episode(
+            episode = await run_episode(
                 engine, env_config, task, cfg, chat,
                 group_id=f"{group_prefix}{group}:{task.id}", episode_index=index, seed=seed, refine=hook,
             )
+        if on_episode is not None:
+            on_episode(episode)
+        return episode
 
     jobs = [one(task, n, n * k + i, refine if i < refined_per_task else None)
             for n, task in enumerate(tasks) for i in range(k)]
