@@ -96,16 +96,22 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EVAL_EPILOG
 
 
-def _eval_command(args: argparse.Namespace, command: str):
-    """The `EvalCommand` of `--model`/`--env` plus the config-field overrides (eval, watch):
-    one parse, so both commands take the same fields and build the same engine and env."""
+def _parse_command(args: argparse.Namespace, command: str, default):
+    """`default` (a command's config dataclass) with the config-field overrides applied;
+    `--fields` lists them."""
     from agentrl.config import parse_config
+
+    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
+    return parse_config(default, overrides, prog=f"agentrl {command} --env {args.env}")
+
+
+def _eval_command(args: argparse.Namespace, command: str):
+    """The `EvalCommand` of `--model`/`--env` plus the overrides (eval, watch): one parse, so
+    both commands take the same fields and build the same engine and env."""
     from agentrl.env import env_config_class
     from agentrl.evaluation import EvalCommand
 
-    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
-    default = EvalCommand(model=args.model, env=env_config_class(args.env)())
-    return parse_config(default, overrides, prog=f"agentrl {command} --env {args.env}")
+    return _parse_command(args, command, EvalCommand(model=args.model, env=env_config_class(args.env)()))
 
 
 def _eval_run(args: argparse.Namespace) -> int:
@@ -173,14 +179,12 @@ def _play_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _play_run(args: argparse.Namespace) -> int:
-    from agentrl.config import ConfigError, parse_config
+    from agentrl.config import ConfigError
     from agentrl.env import env_config_class
     from agentrl.watch import PlayCommand, pick_task, play
 
-    overrides = ["--help" if a == "--fields" else a for a in args.config_overrides]
     try:
-        cfg = parse_config(PlayCommand(env=env_config_class(args.env)()), overrides,
-                           prog=f"agentrl play --env {args.env}")
+        cfg = _parse_command(args, "play", PlayCommand(env=env_config_class(args.env)()))
         pick_task(cfg.env, cfg.eval.split, cfg.eval.seed, args.task)
     except (ConfigError, ValueError) as exc:
         print(f"config error: {exc}")

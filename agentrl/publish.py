@@ -79,7 +79,7 @@ def find_run(path: str | Path) -> RunDir:
     """The run under `path`, or a PublishError naming what is missing."""
     import yaml
 
-    from agentrl.engines.base import ADAPTERS_DIR, DEFAULT_ROUTE_DIR
+    from agentrl.engines.base import routed_adapter_dirs
 
     root = Path(path)
     if not root.is_dir():
@@ -98,9 +98,7 @@ def find_run(path: str | Path) -> RunDir:
     if not final.is_dir():
         raise PublishError(f"{train_dir} has no final/ model: the run has not finished (the Trainer writes final/ "
                            "when training ends)", bad_input=True)
-    routed = final / ADAPTERS_DIR
-    experts = {("" if d.name == DEFAULT_ROUTE_DIR else d.name): d for d in sorted(routed.iterdir())
-               if (d / "adapter_config.json").is_file()} if routed.is_dir() else {}
+    experts = routed_adapter_dirs(final)
     if experts:
         kind, adapters = "experts", experts
     elif (final / "adapter" / "adapter_config.json").is_file():

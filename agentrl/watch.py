@@ -266,11 +266,11 @@ def play(cfg: PlayCommand, task_index: int = 0, *, keys: Keys | None = None,
     task = pick_task(cfg.env, cfg.eval.split, cfg.eval.seed, task_index)
     controls = Controls(actor="you")
     env = WatchedEnv(cfg.env.make(), screen, controls)
-    turns, total, success, ending = 0, 0.0, False, "max_turns"
+    success, ending = False, "max_turns"
     try:
-        env.reset(task)
+        env.reset(task)  # the env counts the turns and the reward
         screen.note("type an action and press Enter; 'quit' stops")
-        while turns < cfg.rollout.max_turns:
+        while env.turn < cfg.rollout.max_turns:
             line = keys.read_line("action> ")
             if line is None or line.strip() == "quit":
                 ending = "quit"
@@ -278,11 +278,10 @@ def play(cfg: PlayCommand, task_index: int = 0, *, keys: Keys | None = None,
             if not line.strip():
                 continue
             step = env.step(line)
-            turns, total = turns + 1, total + float(step.reward)
             if step.done:
                 success, ending = bool(step.info.get("success", False)), "done"
                 break
     finally:
         env.close()
-    screen.summary(turns, total, success, ending)
-    return {"turns": turns, "reward": total, "success": success, "ending": ending}
+    screen.summary(env.turn, env.total, success, ending)
+    return {"turns": env.turn, "reward": env.total, "success": success, "ending": ending}

@@ -80,14 +80,20 @@ def save_routed_adapters(updates: list[WeightUpdate], model: str | Path) -> None
         update.save(Path(model) / ADAPTERS_DIR / (update.route or DEFAULT_ROUTE_DIR))
 
 
-def routed_adapters(model: str | Path) -> list[WeightUpdate]:
-    """The per-route adapters a multi-task checkpoint carries (LoRA experts: the base model's
-    weights are the checkpoint itself), as `save_routed_adapters` wrote them; [] for any other model."""
+def routed_adapter_dirs(model: str | Path) -> dict[str, Path]:
+    """Route -> adapter directory of a multi-task checkpoint, as `save_routed_adapters` wrote them;
+    {} for any other model."""
     root = Path(model) / ADAPTERS_DIR
     if not root.is_dir():
-        return []
-    return [WeightUpdate.load_adapter(d, "" if d.name == DEFAULT_ROUTE_DIR else d.name) for d in sorted(root.iterdir())
-            if (d / "adapter_model.safetensors").exists()]
+        return {}
+    return {("" if d.name == DEFAULT_ROUTE_DIR else d.name): d for d in sorted(root.iterdir())
+            if (d / "adapter_model.safetensors").exists()}
+
+
+def routed_adapters(model: str | Path) -> list[WeightUpdate]:
+    """The per-route adapters a multi-task checkpoint carries (LoRA experts: the base model's
+    weights are the checkpoint itself); [] for any other model."""
+    return [WeightUpdate.load_adapter(d, route) for route, d in routed_adapter_dirs(model).items()]
 
 
 def serving(served: dict[str, Any], route: str) -> Any:
