@@ -109,6 +109,20 @@ class EnvConfig:
         return {}
 
 
+def last_tagged(text: str, tag: str = "action") -> str | None:
+    """What the last complete `<tag>...</tag>` in `text` holds (case-insensitive), or None.
+
+    Linear in len(text): a regex like `<action>(.*?)</action>` rescans the rest of the text from
+    every opening tag, which took ~20 s on a 100k-character output of repeated `<action>`.
+    """
+    lowered = text.lower()
+    close = lowered.rfind(f"</{tag}>")
+    if close < 0:
+        return None
+    open_ = lowered.rfind(f"<{tag}>", 0, close)
+    return None if open_ < 0 else text[open_ + len(tag) + 2: close]
+
+
 def environment_registry() -> dict[str, type[EnvConfig]]:
     """Installed environments, by name, from the `agentrl.environments` entry points."""
     from importlib.metadata import entry_points

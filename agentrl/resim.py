@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentrl.env import Env, EnvConfig, Task
+from agentrl.env import Env, EnvConfig, Task, last_tagged
 
 
 @dataclass
@@ -68,9 +68,8 @@ def _expand(env: Env, node: Node, state: Any, breadth: int, depth: int, gamma: f
             child.value = env.state_value() or 0.0
 
 
-SIMULATION = re.compile(
-    r'<simulate action="(?P<action>[^"]*)">\n(?P<state>.*?)\n</simulate>\nvalue: (?P<value>-?\d+(?:\.\d+)?)', re.DOTALL)
-ACTION = re.compile(r"<action>(.*?)</action>", re.DOTALL)
+SIMULATION_OPEN, SIMULATION_CLOSE = '<simulate action="', "\n</simulate>\nvalue: "
+VALUE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 @dataclass
@@ -136,9 +135,29 @@ class LMComposer:
 
 def parse_trace(text: str) -> tuple[list[Simulation], str | None]:
     """(simulations, action) out of a trace; the action is the last <action> tag (None if absent)."""
-    sims = [Simulation(m["action"], m["state"], float(m["value"])) for m in SIMULATION.finditer(text)]
-    actions = ACTION.findall(text)
-    return sims, (actions[-1].strip() if actions else None)
+    sims = list(_simulations(text))
+    action = last_tagged(text)
+    return sims, (action.strip() if action is not None else None)
+
+
+def _simulations(text: str):
+    """Each `<simulate action="A">\nSTATE\n</simulate>\nvalue: V` block, scanning the text once (a
+    lazy regex rescans the rest from every opening tag: seconds on a 100k-character model output)."""
+    pos = 0
+    while (start := text.find(SIMULATION_OPEN, pos)) >= 0:
+        head = start + len(SIMULATION_OPEN)
+        quote = text.find('"', head)
+        if quote < 0 or not text.startswith('">\n', quote):
+            pos = head
+            continue
+        close = text.find(SIMULATION_CLOSE, quote + 3)
+        if close < 0:
+            return
+        value = VALUE.match(text, close + len(SIMULATION_CLOSE))
+        if value is not None:
+            yield Simulation(text[head:quote], text[quote + 3:close], float(value.group()))
+        # every opening before `close` would end at the same close, so go on after it
+        pos = value.end() if value is not None else close + 1
 
 
 def simulation_accuracy(episodes: list) -> float | None:

@@ -10,13 +10,15 @@ other episodes go on.
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentrl.chat import ChatFormat
 from agentrl.engines.base import Engine, SamplingParams
-from agentrl.env import EnvConfig, Task
+from agentrl.env import EnvConfig, Step, Task
 from agentrl.episode import Episode, Turn
 
 
@@ -45,6 +47,26 @@ def request_seed(seed: int, episode_index: int, turn: int) -> int:
     return (seed * 1_000_003 + episode_index * 10_007 + turn) % (2**63)
 
 
+class EnvProtocolError(TypeError):
+    """An env returned something that is not a Step (a str observation, a finite reward, a bool done)."""
+
+
+def _checked(step) -> Step:
+    """`step` if it keeps the env protocol; otherwise the episode fails with what was wrong, instead
+    of a NaN reward reaching the advantages or a non-text observation reaching the tokenizer."""
+    if not isinstance(step, Step):
+        raise EnvProtocolError(f"env.step returned {type(step).__name__}, not a Step")
+    if not isinstance(step.observation, str):
+        raise EnvProtocolError(f"env.step returned a {type(step.observation).__name__} observation, not str")
+    if isinstance(step.reward, bool) or not isinstance(step.reward, numbers.Real) or not math.isfinite(step.reward):
+        raise EnvProtocolError(f"env.step returned reward {step.reward!r}, not a finite number")
+    if isinstance(step.done, str) or step.done not in (True, False):  # bool, numpy's bool_, 0/1
+        raise EnvProtocolError(f"env.step returned done={step.done!r}, not a bool")
+    if not isinstance(step.info, dict):
+        raise EnvProtocolError(f"env.step returned info of type {type(step.info).__name__}, not dict")
+    return step
+
+
 async def _call(fn, *args, timeout: float):
     return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout)
 
@@ -61,6 +83,8 @@ async def run_episode(
     try:
         env = await _call(env_config.make, timeout=cfg.step_timeout)
         observation = await _call(env.reset, task, timeout=cfg.step_timeout)
+        if not isinstance(observation, str):
+            raise EnvProtocolError(f"env.reset returned a {type(observation).__name__} observation, not str")
         ep.initial_observation = observation
         system = env.system_prompt
         # per turn: (first-prompt ids for its observation, completion ids, ids closing it + next observation)
@@ -83,7 +107,7 @@ async def run_episode(
             gen_time = time.perf_counter() - t0
             action = engine.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
             t0 = time.perf_counter()
-            step = await _call(env.step, action, timeout=cfg.step_timeout)
+            step = _checked(await _call(env.step, action, timeout=cfg.step_timeout))
             turn = Turn(
                 prompt_ids=prompt, completion_ids=completion.token_ids, logprobs=completion.logprobs,
                 action=action, observation=step.observation, reward=float(step.reward),

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,10 +177,26 @@ class Trainer:
     def checkpoint_root(self) -> Path:
         return Path(self.cfg.output_dir) / "checkpoints"
 
-    def checkpoint(self, iteration: int, pending: list | None = None) -> Path:
+    def checkpoint(self, iteration: int, pending: list | None = None) -> Path | None:
         """Learner, optimizer, scheduler, RNG, sampler and stage state, plus `pending`: the episodes
         already collected for the next iteration (async rollouts), so a resume trains on them
-        instead of losing them. Written atomically (agentrl/checkpoints.py)."""
+        instead of losing them. Written atomically (agentrl/checkpoints.py). A write that fails
+        (disk full, quota) is removed and warned about, and the run goes on: the previous
+        checkpoint stays the latest. None then."""
+        from agentrl import checkpoints
+
+        try:
+            return self._write_checkpoint(iteration, pending)
+        except Exception as e:
+            if self.accelerator.num_processes > 1 or not _storage_error(e):
+                raise  # every rank must agree on what was written; a bug is not a full disk
+            shutil.rmtree(checkpoints.partial_dir(self.checkpoint_root, iteration), ignore_errors=True)
+            message = f"checkpoint {iteration} not written ({e}); the previous one stays the latest"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            print(f"[checkpoint] warning: {message}", flush=True)
+            return None
+
+    def _write_checkpoint(self, iteration: int, pending: list | None) -> Path:
         from agentrl import checkpoints
         from agentrl.config import save_config
         from agentrl.episode import save_episodes
@@ -232,6 +250,15 @@ class Trainer:
         self.engine.close()
         if self.accelerator.trackers:
             self.accelerator.end_training()
+
+
+def _storage_error(e: BaseException | None) -> bool:
+    """A full disk or quota, however the writer reports it (OSError, safetensors' and torch's own)."""
+    while e is not None:
+        if isinstance(e, OSError) or any(s in str(e) for s in ("No space left", "os error 28", "quota", "failed writing")):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _raise_interrupt(signum, frame):

@@ -12,11 +12,10 @@ observation ends with the commands the game accepts next.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentrl.env import Env, Step, Task
+from agentrl.env import Env, Step, Task, last_tagged
 
 from .engine import lease, release
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from .config import AlfWorldConfig
 
 ADMISSIBLE_PREFIX = "Admissible commands: "
-ACTION_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
 NOTHING_HAPPENS = "Nothing happens."
 
 
@@ -52,9 +50,9 @@ def task_line(feedback: str) -> str | None:
 def parse_command(action: str) -> str:
     """The command in a policy's text: the last <action>...</action> if there is one (a reasoning
     trace), else its first non-empty line; stripped, lower-cased."""
-    tags = ACTION_TAG.findall(action)
-    if tags:
-        return tags[-1].strip().lower()
+    tagged = last_tagged(action)
+    if tagged is not None:
+        return tagged.strip().lower()
     for line in action.strip().splitlines():
         if line.strip():
             return line.strip().lower()

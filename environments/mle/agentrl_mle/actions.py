@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 _BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _NAME = r"([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63})"
-_WRITE = re.compile(rf"^\s*WRITE\s+{_NAME}\s*$", re.M)
-_RUN = re.compile(rf"^\s*RUN\s+{_NAME}\s*$", re.M)
-_READ = re.compile(rf"^\s*READ\s+{_NAME}\s*$", re.M)
-_SUBMIT = re.compile(r"^\s*SUBMIT\s*$", re.M)
+# [ \t], not \s: \s also matches newlines, and `^\s*` tried at every line start made a reply of
+# 100k newlines take over a minute to parse
+_WRITE = re.compile(rf"^[ \t]*WRITE[ \t]+{_NAME}[ \t]*$", re.M)
+_RUN = re.compile(rf"^[ \t]*RUN[ \t]+{_NAME}[ \t]*$", re.M)
+_READ = re.compile(rf"^[ \t]*READ[ \t]+{_NAME}[ \t]*$", re.M)
+_SUBMIT = re.compile(r"^[ \t]*SUBMIT[ \t]*$", re.M)
 DEFAULT_SCRIPT = "solution.py"
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 
+from agentrl.env import last_tagged
+
 ACTIONS = ("up", "down", "left", "right")
 
-_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
 _WORD = re.compile(r"\b(up|down|left|right)\b", re.IGNORECASE)
 # A lone letter is only trusted when it is the whole answer (optionally "Action: u" / "move u").
 _LETTER = re.compile(r"^(?:action\s*:\s*|move\s+)?([udlr])[.!]?$", re.IGNORECASE)
@@ -30,5 +31,5 @@ def parse_action(text: str) -> str | None:
     the text must name exactly one direction (repeats are fine) or be a single
     letter u/d/l/r.
     """
-    tags = _TAG.findall(text)
-    return _parse_plain(tags[-1] if tags else text)
+    tagged = last_tagged(text)
+    return _parse_plain(text if tagged is None else tagged)
