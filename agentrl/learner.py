@@ -163,17 +163,22 @@ class Learner:
         self.version += 1
         if not batch.samples:
             return {"update/skipped": 1.0}
-        self.model.eval()
-        with torch.no_grad():
-            old = [self.token_logprobs(mb, temperature).cpu() for mb in self._microbatches(batch.samples)]
-        # unpadded rows, one per sample, in batch order
-        old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
-        metrics = self._check_behaviour(batch.samples, old_by_sample)
+        n_episodes = len(batch.episodes)
+        per_step = algorithm.minibatch_episodes or n_episodes
+        if self._one_step_from_current_policy(batch, algorithm, per_step):
+            # the old policy is the current one: its logprobs are the step's own forward, detached
+            # (a separate no-grad pass would cost a quarter of the update for the same numbers)
+            old_by_sample, metrics = None, {}
+        else:
+            self.model.eval()
+            with torch.no_grad():
+                old = [self.token_logprobs(mb, temperature).cpu() for mb in self._microbatches(batch.samples)]
+            # unpadded rows, one per sample, in batch order
+            old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
+            metrics = self._check_behaviour(batch.samples, old_by_sample)
 
         self.model.train()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
-        n_episodes = len(batch.episodes)
-        per_step = algorithm.minibatch_episodes or n_episodes
         by_episode: dict[int, list[int]] = {}
         for i, s in enumerate(batch.samples):
             by_episode.setdefault(s.episode, []).append(i)
@@ -183,6 +188,9 @@ class Learner:
             for episodes in _shuffled_minibatches(batch, per_step, gen, algorithm.group_minibatches):
                 rows = [i for e in episodes for i in by_episode[e]]
                 step_metrics = self._step(batch.samples, old_by_sample, rows, algorithm, temperature)
+                if old_by_sample is None:  # what the step's forward saw, for the mismatch metrics
+                    seen = step_metrics.pop("_logprobs")
+                    metrics.update(self._check_behaviour(batch.samples, [seen[id(s)] for s in batch.samples]))
                 for k, v in step_metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
@@ -190,9 +198,22 @@ class Learner:
         metrics["update/optimizer_steps"] = float(steps)
         return metrics
 
+    reuse_step_forward = True  # `_one_step_from_current_policy` may skip the recompute pass
+
+    def _one_step_from_current_policy(self, batch: Batch, algorithm: PolicyGradient, per_step: int) -> bool:
+        """One optimizer step on the whole batch, with no dropout (train and eval forwards agree) and
+        every behaviour logprob known (Dyna-GRPO's unknown ones are filled from the old pass)."""
+        config = self.accelerator.unwrap_model(self.model).config
+        return (self.reuse_step_forward and algorithm.epochs == 1 and per_step >= len(batch.episodes)
+                and not getattr(config, "attention_dropout", 0.0)
+                and not any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules())
+                and not any(math.isnan(x) for s in batch.samples for x in s.behaviour_logprobs))
+
     def _step(self, samples, old_by_sample, rows, algorithm, temperature) -> dict[str, float]:
         chosen = [samples[i] for i in rows]
-        old_of = {id(samples[i]): old_by_sample[i] for i in rows}
+        # None: the old logprobs are this step's own forward (detached); kept per sample for the metrics
+        seen: dict[int, torch.Tensor] | None = {} if old_by_sample is None else None
+        old_of = seen if seen is not None else {id(samples[i]): old_by_sample[i] for i in rows}
         n_episodes = len({s.episode for s in chosen})
         n_tokens = sum(sum(s.loss_mask) for s in chosen)
         total, logs = 0.0, {}
@@ -207,7 +228,8 @@ class Learner:
                 now = self._flat_grad()
                 grads[family], before = now - (before if before is not None else 0), now
         grad_norm = self._optimizer_step()
-        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs, **gradient_cosines(grads)}
+        out = {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs, **gradient_cosines(grads)}
+        return out if seen is None else {**out, "_logprobs": seen}
 
     def _flat_grad(self) -> torch.Tensor:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -218,12 +240,17 @@ class Learner:
         """Backward of one microbatch's share of the minibatch loss."""
         mask, _ = self._pad([s.loss_mask for s in mb], 0)
         behaviour, _ = self._pad([s.behaviour_logprobs for s in mb], 0.0)
-        old = torch.nn.utils.rnn.pad_sequence([old_of[id(s)] for s in mb], batch_first=True).to(self.device)
         episodes = sorted({s.episode for s in mb})
         owner = torch.tensor([episodes.index(s.episode) for s in mb], device=self.device)
         adv = torch.tensor([s.advantage for s in mb], dtype=torch.float32, device=self.device)
         weights = torch.tensor([s.weight for s in mb], dtype=torch.float32, device=self.device)
         logp = self.token_logprobs(mb, temperature)
+        if all(id(s) in old_of for s in mb):
+            old = torch.nn.utils.rnn.pad_sequence([old_of[id(s)] for s in mb], batch_first=True).to(self.device)
+        else:  # one step from the current policy: old = this forward (ratio 1, the gradient of pi/pi_old)
+            old = logp.detach()
+            for s, row in zip(mb, old.cpu()):
+                old_of[id(s)] = row[: len(s.token_ids)]
         loss, logs = algorithm.loss(logp, old, behaviour, adv, weights, mask, owner)
         # each microbatch's share of the minibatch mean
         if algorithm.aggregation == "episode_mean":

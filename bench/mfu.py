@@ -1,13 +1,15 @@
 """Learner throughput and MFU: tokens/s and FLOP/s of `Learner.update` vs this machine's matmul peak.
 
 Builds a ~28M-parameter Qwen2 (untied, Sokoban tokenizer), times `Learner.update` (GRPO: one
-no-grad forward to recompute the old logprobs, then one forward+backward+AdamW step) on random
+one forward+backward+AdamW step; the learner reuses that forward for the old logprobs, since an
+update of one optimizer step starts from the current policy) on random
 token ids, and measures torch's matmul peak in the same process with the same thread count,
 for fp32 and bf16. Model FLOPs = 6 N per token (N = non-embedding parameters: the input
 embedding is a lookup; lm_head is counted at every position although the learner projects only
 positions before a trained token, <1% here; 4 N with LoRA, whose frozen weights get no gradient;
-adapter FLOPs ignored); hardware FLOPs add the recompute forward (2 N) and the attention-score
-matmuls (16 L d T per token over recompute + forward + backward, causal mask not discounted).
+adapter FLOPs ignored); hardware FLOPs add a recompute forward (2 N) where the learner runs one,
+and the attention-score matmuls (4 L d T per token per forward, twice that for the backward,
+causal mask not discounted).
 
     OMP_WAIT_POLICY=PASSIVE python bench/mfu.py [--hidden 512 --layers 8 --batch 8 --seq 512 --repeats 3]
 """
@@ -60,23 +62,26 @@ def random_batch(vocab: int, batch: int, seq: int, prompt: int, seed: int) -> Ba
     return Batch(samples, [None] * batch)
 
 
-def time_updates(model_dir: str, dtype: str, lora: bool, args: argparse.Namespace) -> tuple[float, int, int]:
-    """Seconds per `update` (median over repeats, one warm-up first), trainable and non-embedding params."""
+def time_updates(model_dir: str, dtype: str, lora: bool, args: argparse.Namespace) -> tuple[float, int, int, bool]:
+    """Seconds per `update` (median over repeats, one warm-up first), trainable and non-embedding params,
+    and whether the learner ran a separate no-grad pass for the old logprobs."""
     learner = Learner(model_dir, LearnerConfig(lr=1e-5, dtype=dtype, lora=LoraSettings(enabled=lora)), seed=0)
     net = learner.accelerator.unwrap_model(learner.model)
     embedding = net.get_input_embeddings().weight
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     non_embedding = sum(p.numel() for n, p in net.named_parameters() if p is not embedding and "lora_" not in n)
     vocab = embedding.shape[0]
-    algorithm = GRPO()  # epochs=1, minibatch=whole batch: one recompute forward + one optimizer step per update
-    learner.update(random_batch(vocab, args.batch, args.seq, args.prompt, seed=0), algorithm)
+    algorithm = GRPO()  # epochs=1, minibatch=whole batch: one optimizer step per update
+    warmup = random_batch(vocab, args.batch, args.seq, args.prompt, seed=0)
+    recomputes = not learner._one_step_from_current_policy(warmup, algorithm, len(warmup.episodes))
+    learner.update(warmup, algorithm)
     times = []
     for r in range(args.repeats):
         batch = random_batch(vocab, args.batch, args.seq, args.prompt, seed=1 + r)
         t0 = time.perf_counter()
         learner.update(batch, algorithm)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), trainable, non_embedding
+    return statistics.median(times), trainable, non_embedding, recomputes
 
 
 def fmt(flops: float) -> str:
@@ -107,36 +112,38 @@ def main() -> None:
                                           num_layers=args.layers, num_heads=args.heads,
                                           intermediate_size=args.intermediate))
         tokens = args.batch * args.seq
-        attention = 16 * args.layers * args.hidden * args.seq  # per token: QK^T and AV, recompute fwd + fwd + bwd
+        attention = 4 * args.layers * args.hidden * args.seq  # per token per forward: QK^T and AV
         rows, skipped = [], []
         rough_n = args.layers * (4 * args.hidden**2 + 3 * args.hidden * args.intermediate)
         for dtype in args.dtypes:
             peak, peak_n = matmul_peak(getattr(torch, dtype), args.matmul)
-            at_least = tokens * (8 * rough_n + attention) / peak  # seconds per update if it ran at peak
+            at_least = tokens * (6 * rough_n + 3 * attention) / peak  # seconds per update if it ran at peak
             if at_least > args.max_update_s:
                 skipped.append(f"{dtype}: learner skipped, one update would take at least {at_least:,.1f} s at the "
                                f"measured matmul peak of {fmt(peak)}FLOP/s ({peak_n}^3; --max-update-s "
                                f"{args.max_update_s:g})")
                 continue
             for lora in [False] + ([] if args.no_lora else [True]):
-                seconds, trainable, n = time_updates(model_dir, dtype, lora, args)
+                seconds, trainable, n, recomputes = time_updates(model_dir, dtype, lora, args)
                 rate = tokens / seconds
                 # frozen weights (LoRA) need no weight gradients: forward+backward is 4N, not 6N
                 train = (4 if lora else 6) * n
                 rows.append((dtype, "LoRA r=16" if lora else "full", trainable, rate, train * rate,
-                             (2 * n + train + attention) * rate, peak, peak_n, n))
+                             ((2 * n + attention) * recomputes + train + 3 * attention) * rate, peak, peak_n, n,
+                             recomputes))
 
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}; batch {args.batch} x {args.seq} tokens "
           f"({args.seq - args.prompt} with loss), median of {args.repeats} updates after 1 warm-up")
     n_text = f"{rows[0][8] / 1e6:.2f}M" if rows else "?"
     print(f"model: N = {n_text} non-embedding params (hidden {args.hidden}, {args.layers} layers, intermediate "
-          f"{args.intermediate}); model FLOPs = 6N per token (4N with LoRA), hardware adds 2N recompute + attention\n")
+          f"{args.intermediate}); model FLOPs = 6N per token (4N with LoRA), hardware adds attention (+2N where recomputed)\n")
     print("| dtype | weights | trainable params | tokens/s | model FLOP/s (6N; LoRA 4N) "
-          "| hardware FLOP/s incl. recompute | matmul peak | MFU | HFU |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for dtype, kind, trainable, rate, model, hardware, peak, peak_n, _ in rows:
-        print(f"| {dtype} | {kind} | {trainable / 1e6:.2f}M | {rate:,.0f} | {fmt(model)} | {fmt(hardware)} "
+          "| recompute pass | hardware FLOP/s | matmul peak | MFU | HFU |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for dtype, kind, trainable, rate, model, hardware, peak, peak_n, _, recomputes in rows:
+        print(f"| {dtype} | {kind} | {trainable / 1e6:.2f}M | {rate:,.0f} | {fmt(model)} | {'yes' if recomputes else 'no'} "
+              f"| {fmt(hardware)} "
               f"| {fmt(peak)} ({peak_n}^3) | {model / peak:.1%} | {hardware / peak:.1%} |")
     for line in skipped:
         print(line)

@@ -53,6 +53,34 @@ def test_update_moves_logprobs_in_the_advantage_direction(tiny_model):
     assert stats["logprob_mismatch/max_abs"] < 1e-5
 
 
+@pytest.mark.parametrize("algorithm, reused", [
+    (LOOP(epochs=1, minibatch_episodes=0, min_abs_advantage=0.0), True),  # one step: no recompute pass
+    (LOOP(epochs=2, minibatch_episodes=0, min_abs_advantage=0.0), False),  # step 2 needs the pre-update policy
+])
+def test_one_step_update_reuses_its_forward_and_matches_the_two_pass_update(tiny_model, algorithm, reused):
+    """With a single optimizer step the old logprobs are the step's own forward: same weights and
+    same mismatch metrics as recomputing them in a separate pass (within float noise)."""
+    results = []
+    for reuse in (True, False):
+        learner = Learner(tiny_model, LearnerConfig(lr=1e-2, max_grad_norm=10.0, lora=LoraSettings(enabled=False)), seed=0)
+        learner.reuse_step_forward = reuse
+        samples = []
+        for i, (ids, adv) in enumerate([([5, 6, 7, 8], 1.0), ([5, 6, 9, 10, 11], -1.0), ([5, 7], 0.5)]):
+            behaviour = _direct_logprobs(learner.model, ids)
+            behaviour[-1] -= 0.25 * i  # a stale behaviour policy: the mismatch metric must see it
+            samples.append(Sample(ids, [0] + [1] * (len(ids) - 1), behaviour, adv, i))
+        batch = Batch(samples, [None] * 3)
+        assert learner._one_step_from_current_policy(batch, algorithm, len(batch.episodes)) == (reuse and reused)
+        stats = learner.update(batch, algorithm)
+        results.append((stats, {k: v.detach().clone() for k, v in learner.model.named_parameters()}))
+    (fused, params_fused), (two_pass, params_two_pass) = results
+    for k in params_fused:
+        torch.testing.assert_close(params_fused[k], params_two_pass[k], rtol=1e-5, atol=1e-6)
+    assert fused["logprob_mismatch/max_abs"] == pytest.approx(0.5, abs=1e-5)
+    for key in ("logprob_mismatch/mean_abs", "loss/policy", "update/optimizer_steps"):
+        assert fused[key] == pytest.approx(two_pass[key], abs=1e-5)
+
+
 def test_export_weights_reach_the_engine(tiny_model):
     from agentrl.engines.hf import HFEngine
 
