@@ -69,7 +69,14 @@ def commit(partial: Path, keep: int = 0) -> Path:
     _fsync_dir(final.parent)
     if keep:
         for old in complete(final.parent)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            # renamed first, so a run killed mid-delete leaves a partial, not a torn "complete" one
+            doomed = partial_dir(final.parent, int(old.name.removeprefix("iter_")))
+            shutil.rmtree(doomed, ignore_errors=True)
+            os.replace(old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+    for stale in final.parent.glob(f"iter_*{PARTIAL}"):  # left by a kill; the run is past them now
+        if stale.name < final.name:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 

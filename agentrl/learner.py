@@ -165,17 +165,19 @@ class Learner:
             return {"update/skipped": 1.0}
         n_episodes = len(batch.episodes)
         per_step = algorithm.minibatch_episodes or n_episodes
-        if self._one_step_from_current_policy(batch, algorithm, per_step):
-            # the old policy is the current one: its logprobs are the step's own forward, detached
-            # (a separate no-grad pass would cost a quarter of the update for the same numbers)
-            old_by_sample, metrics = None, {}
+        # old logprobs by id(sample), unpadded
+        one_step = self._one_step_from_current_policy(batch, algorithm, per_step)
+        if one_step:
+            # the old policy is the current one: its logprobs are the step's own forward, detached,
+            # filled in by `_backward` (a separate no-grad pass would cost a quarter of the update)
+            old_of, metrics = {}, {}
         else:
             self.model.eval()
             with torch.no_grad():
                 old = [self.token_logprobs(mb, temperature).cpu() for mb in self._microbatches(batch.samples)]
-            # unpadded rows, one per sample, in batch order
             old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
             metrics = self._check_behaviour(batch.samples, old_by_sample)
+            old_of = {id(s): row for s, row in zip(batch.samples, old_by_sample)}
 
         self.model.train()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
@@ -187,13 +189,12 @@ class Learner:
         for _ in range(algorithm.epochs):
             for episodes in _shuffled_minibatches(batch, per_step, gen, algorithm.group_minibatches):
                 rows = [i for e in episodes for i in by_episode[e]]
-                step_metrics = self._step(batch.samples, old_by_sample, rows, algorithm, temperature)
-                if old_by_sample is None:  # what the step's forward saw, for the mismatch metrics
-                    seen = step_metrics.pop("_logprobs")
-                    metrics.update(self._check_behaviour(batch.samples, [seen[id(s)] for s in batch.samples]))
+                step_metrics = self._step(batch.samples, old_of, rows, algorithm, temperature)
                 for k, v in step_metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
+        if one_step:  # the mismatch metrics, from what the step's forward saw
+            metrics.update(self._check_behaviour(batch.samples, [old_of[id(s)] for s in batch.samples]))
         metrics.update({k: v / steps for k, v in sums.items()})
         metrics["update/optimizer_steps"] = float(steps)
         return metrics
@@ -209,11 +210,8 @@ class Learner:
                 and not any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules())
                 and not any(math.isnan(x) for s in batch.samples for x in s.behaviour_logprobs))
 
-    def _step(self, samples, old_by_sample, rows, algorithm, temperature) -> dict[str, float]:
+    def _step(self, samples, old_of, rows, algorithm, temperature) -> dict[str, float]:
         chosen = [samples[i] for i in rows]
-        # None: the old logprobs are this step's own forward (detached); kept per sample for the metrics
-        seen: dict[int, torch.Tensor] | None = {} if old_by_sample is None else None
-        old_of = seen if seen is not None else {id(samples[i]): old_by_sample[i] for i in rows}
         n_episodes = len({s.episode for s in chosen})
         n_tokens = sum(sum(s.loss_mask) for s in chosen)
         total, logs = 0.0, {}
@@ -228,8 +226,7 @@ class Learner:
                 now = self._flat_grad()
                 grads[family], before = now - (before if before is not None else 0), now
         grad_norm = self._optimizer_step()
-        out = {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs, **gradient_cosines(grads)}
-        return out if seen is None else {**out, "_logprobs": seen}
+        return {"loss/policy": total, "loss/grad_norm": float(grad_norm), **logs, **gradient_cosines(grads)}
 
     def _flat_grad(self) -> torch.Tensor:
         params = [p for p in self.model.parameters() if p.requires_grad]

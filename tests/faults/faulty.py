@@ -74,8 +74,7 @@ class FaultyEnv(Env):
         self.turn, self.task = 0, task
         if self.rng.random() < self.cfg.rate:
             self.fault_turn, self.kind = self.rng.randint(0, self.cfg.max_turn), self.rng.choice(self.cfg.kinds)
-        observation = self._maybe_fault(lambda: self.env.reset(task))
-        return observation
+        return self._maybe_fault(lambda: self.env.reset(task))
 
     def step(self, action: str) -> Step:
         self.turn += 1
@@ -113,7 +112,6 @@ class MalformedOutputEngine(Engine):
         self.inner, self.rate, self.log = inner, rate, log
         self.tokenizer, self.max_model_len = inner.tokenizer, inner.max_model_len
         self.rng = random.Random(seed)
-        self.injected = 0
 
     async def generate(self, prompt_ids: list[int], sampling: SamplingParams) -> Completion:
         completion = await self.inner.generate(prompt_ids, sampling)
@@ -127,7 +125,6 @@ class MalformedOutputEngine(Engine):
             ids = ChatFormat(self.tokenizer).first_prompt("left", "system")[-n:]
         else:
             ids = [self.rng.randrange(vocab)] * n
-        self.injected += 1
         log_fault(self.log, kind=kind, ids=ids)
         # a logprob per token, as a real engine reports (the learner recomputes its own)
         return Completion(ids, [-1.0] * len(ids), "length")

@@ -3,6 +3,7 @@ every episode; the suite's summary (conftest.py) prints them at the end of the r
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 CASES: list[dict] = []
 
@@ -23,6 +24,13 @@ def account(case: str, injected: int, episodes: list, expected: int) -> dict:
     assert all(e.failure_reason for e in failed), "a failed episode without a reason"
     assert row["lost"] == 0 and duplicated == 0, row
     return row
+
+
+def saved_train_episodes(run_dir, iterations: int) -> list[list]:
+    """Each iteration's episodes as the trainer saved them (a run with save_episodes >= the batch)."""
+    from agentrl.episode import load_episodes
+
+    return [load_episodes(str(Path(run_dir) / "episodes" / f"train_{it:05d}.jsonl")) for it in range(1, iterations + 1)]
 
 
 def reason_kind(reason: str) -> str:

@@ -4,7 +4,6 @@ on, and once the server is back it serves the learner's current weights (the lea
 logprobs match the served ones again)."""
 from __future__ import annotations
 
-import json
 import random
 import threading
 from dataclasses import dataclass, field
@@ -14,10 +13,10 @@ import pytest
 from agentrl.engines import EngineConfig
 from agentrl.engines.weight_files import adapter_name
 from agentrl.env import EnvConfig
-from agentrl.episode import load_episodes
+from agentrl.run_log import RunLog
 from agentrl.trainer import Trainer
 from agentrl_sokoban import SokobanConfig
-from ledger import account
+from ledger import account, saved_train_episodes
 from test_trainer import _cfg
 
 pytestmark = pytest.mark.vllm
@@ -89,14 +88,14 @@ def test_vllm_server_killed_and_restarted_mid_training(tiny_model, sft_model, so
         server.stop()
     assert CONTROL["killed"].is_set() and CONTROL["restarted"].is_set()
     per_iteration = cfg.tasks_per_iteration * cfg.rollouts_per_task
-    by_iteration = [load_episodes(str(tmp_path / "run" / "episodes" / f"train_{it:05d}.jsonl")) for it in range(1, 5)]
+    by_iteration = saved_train_episodes(tmp_path / "run", cfg.iterations)
     episodes = [e for eps in by_iteration for e in eps]
     row = account("vLLM server SIGKILLed mid-training, restarted", 1, episodes, 4 * per_iteration)
     failed_in = [sum(e.failed for e in eps) for eps in by_iteration]
     assert failed_in[1] > 0 and failed_in[0] == failed_in[2] == failed_in[3] == 0, failed_in
     assert set(row["reasons"]) == {"ServersDown"}
     # after the restart the server got the current adapter again: served and recomputed logprobs agree
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    mismatch = [r["logprob_mismatch/max_abs"] for r in rows if "logprob_mismatch/max_abs" in r]
+    mismatch = [r["logprob_mismatch/max_abs"] for r in RunLog(tmp_path / "run").history()
+                if "logprob_mismatch/max_abs" in r]
     assert len(mismatch) >= 3 and max(mismatch[-2:]) < 1e-3, mismatch  # (an all-failed group trains nothing)
     assert adapter_name(cfg.iterations) in served, served  # the restarted server holds the final adapter

@@ -8,13 +8,14 @@ import math
 import os
 import random
 import signal
+from collections import Counter
 
 import pytest
 
-from agentrl.episode import load_episodes
+from agentrl.run_log import RunLog
 from agentrl.trainer import Trainer
 from faulty import FaultyEnvConfig, read_faults
-from ledger import account, reason_kind
+from ledger import account, reason_kind, saved_train_episodes
 from test_trainer import _cfg
 
 # the failure reason each kind of fault must leave on its episode
@@ -29,33 +30,23 @@ def test_env_crashes_hangs_and_garbage_fail_only_their_episodes(sft_model, sokob
     Trainer(cfg).fit()
 
     per_iteration = cfg.tasks_per_iteration * cfg.rollouts_per_task
-    episodes = [e for it in range(1, cfg.iterations + 1)
-                for e in load_episodes(str(tmp_path / "run" / "episodes" / f"train_{it:05d}.jsonl"))]
+    episodes = [e for eps in saved_train_episodes(tmp_path / "run", cfg.iterations) for e in eps]
     faults = read_faults(log)
     row = account("env raises / hangs / returns garbage (training run)", len(faults), episodes,
                   per_iteration * cfg.iterations)
     assert {f["kind"] for f in faults} == set(EXPECTED_REASON), "the seed should inject every kind"
     # one fault, one failed episode, with the reason its kind must give
     assert row["failed"] == len(faults)
-    expected = {}
-    for f in faults:
-        expected[EXPECTED_REASON[f["kind"]]] = expected.get(EXPECTED_REASON[f["kind"]], 0) + 1
-    assert dict(row["reasons"]) == expected
+    assert row["reasons"] == Counter(EXPECTED_REASON[f["kind"]] for f in faults)
     garbage = [e.failure_reason for e in episodes if e.failed and reason_kind(e.failure_reason) == "EnvProtocolError"]
     # each says what was wrong with what the env returned
     assert all(r.endswith(("not a Step", "not str", "not a finite number", "not a bool")) for r in garbage), garbage
     # the learner trained on the rest: every iteration logged, finite losses, failures counted
-    rows = [r for r in _metrics(tmp_path / "run") if "train/success_rate" in r]
+    rows = [r for r in RunLog(tmp_path / "run").history() if "train/success_rate" in r]
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
     assert all(math.isfinite(r["loss/policy"]) for r in rows if "loss/policy" in r)
     failed_by_iteration = [sum(e.failed for e in episodes[i * per_iteration:(i + 1) * per_iteration]) for i in range(4)]
     assert [r["batch/failed_episodes"] for r in rows] == failed_by_iteration
-
-
-def _metrics(run_dir) -> list[dict]:
-    import json
-
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 @pytest.mark.appworld
