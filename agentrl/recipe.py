@@ -4,6 +4,8 @@ A recipe file only defines presets (functions returning a `Recipe`) and calls
 `run_recipe(PRESETS, prog=...)`. Stages are skipped when their output already exists,
 so a killed run picks up where it stopped. Greedy success on held-out tasks is
 printed for the untrained model (when there is an SFT stage), before RL and after RL.
+Under `accelerate launch` with several processes the main process builds the model and
+evaluates; SFT and RL run on every process.
 """
 from __future__ import annotations
 
@@ -66,18 +68,24 @@ def run_recipe(
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    from agentrl import distributed
     from agentrl.evaluation import evaluate_checkpoint
     from agentrl.trainer import Trainer
 
+    accelerator = distributed.make_accelerator()  # the processes accelerate launched (one when run plainly)
+    main = accelerator.is_main_process
     results: dict[str, dict] = {}
 
     def greedy_eval(stage: str, path: str) -> None:
-        results[stage], _ = evaluate_checkpoint(path, recipe.rl.engine, recipe.rl.env, recipe.rl.rollout,
-                                                recipe.rl.eval, recipe.rl.seed)
+        if not main:  # the main process owns the engines
+            return
+        with distributed.unpartitioned(accelerator):
+            results[stage], _ = evaluate_checkpoint(path, recipe.rl.engine, recipe.rl.env, recipe.rl.rollout,
+                                                    recipe.rl.eval, recipe.rl.seed)
         print(f"[{stage}] greedy success on {recipe.rl.eval.tasks} held-out tasks: "
               f"{results[stage]['success_rate']:.1%}", flush=True)
 
-    base, model = warm_start(recipe, out)
+    base, model = warm_start(recipe, out, accelerator)
     if model != base:
         greedy_eval("untrained", base)
 
@@ -89,18 +97,21 @@ def run_recipe(
     history = [r for r in trainer.log.history() if r["iteration"] == 0 and "eval/success_rate" in r]
     if history:
         results["before RL"] = {k.removeprefix("eval/"): v for k, v in history[-1].items() if k.startswith("eval/")}
-    print_summary(results, recipe.rl.eval.tasks)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if main:
+        print_summary(results, recipe.rl.eval.tasks)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
 
-def warm_start(recipe: Recipe, out: Path) -> tuple[str, str]:
+def warm_start(recipe: Recipe, out: Path, accelerator=None) -> tuple[str, str]:
     """(the untrained model, the model RL starts from): builds the local model when `model` is
-    "local" and runs the SFT stage, each only when its output under `out` is missing."""
+    "local" (on the main process) and runs the SFT stage, each only when its output under
+    `out` is missing."""
     model = recipe.model
+    main = accelerator is None or accelerator.is_main_process
     if model == "local":
         model = str(out / "base_model")
-        if not (out / "base_model" / "config.json").exists():
+        if main and not (out / "base_model" / "config.json").exists():
             from agentrl.model_builder import build_local_model
 
             lm = recipe.local_model
@@ -116,13 +127,17 @@ def warm_start(recipe: Recipe, out: Path) -> tuple[str, str]:
                               n_tasks=lm.corpus_tasks,
                               hidden_size=lm.hidden_size, num_layers=lm.layers, num_heads=lm.heads,
                               intermediate_size=lm.intermediate_size)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     base = model
     if recipe.sft.steps > 0:
         sft_dir = out / "sft_model"
         if not (sft_dir / "config.json").exists():
             from agentrl.sft import train_sft
 
-            train_sft(model, recipe.rl.env, recipe.rl.rollout, recipe.sft, sft_dir)
+            train_sft(model, recipe.rl.env, recipe.rl.rollout, recipe.sft, sft_dir)  # every process; main saves
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
         model = str(sft_dir)
     return base, model
 

@@ -1,4 +1,9 @@
-"""The training loop: sample tasks, roll out, prepare, update, sync, log, evaluate, checkpoint."""
+"""The training loop: sample tasks, roll out, prepare, update, sync, log, evaluate, checkpoint.
+
+With several processes (`accelerate launch`, DDP or DeepSpeed) the main process owns the
+engine: it rolls out and evaluates, every process gets the batch, and the learner trains
+each process's shard of it (see agentrl/distributed.py).
+"""
 from __future__ import annotations
 
 import concurrent.futures
@@ -10,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentrl import distributed
 from agentrl.algorithms import LOOP, PolicyGradient
 from agentrl.engines import EngineConfig, make_engine
 from agentrl.env import EnvConfig
@@ -56,7 +62,6 @@ class TrainConfig:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         if not cfg.model:
@@ -66,7 +71,7 @@ class Trainer:
         self.cfg = cfg
         set_seed(cfg.seed)
         trackers = [t for t in cfg.trackers if t]
-        self.accelerator = Accelerator(log_with=trackers or None, project_dir=cfg.output_dir)
+        self.accelerator = distributed.make_accelerator(log_with=trackers or None, project_dir=cfg.output_dir)
         self.log = RunLog(cfg.output_dir, self.accelerator, enabled=self.accelerator.is_main_process)
         if self.accelerator.is_main_process:
             from agentrl.config import save_config
@@ -78,8 +83,11 @@ class Trainer:
             self.accelerator.init_trackers("agentrl", config=_flat(config_to_dict(cfg)))
         families = list(cfg.env.families) if isinstance(cfg.env, MultiTaskConfig) else []
         self.learner = Learner(cfg.model, cfg.learner, self.accelerator, seed=cfg.seed, families=families)
-        self.engine = make_engine(cfg.model, cfg.engine, cfg.seed, lora_rank=self.learner.served_lora_rank,
-                                  routes=len(families))
+        self.engine = None  # the main process's: it rolls out for every process
+        if self.accelerator.is_main_process:
+            with distributed.unpartitioned(self.accelerator):  # the engine's model is whole, not a ZeRO-3 shard
+                self.engine = make_engine(cfg.model, cfg.engine, cfg.seed, lora_rank=self.learner.served_lora_rank,
+                                          routes=len(families))
         self._sync()
         if families:  # ScaleZero: solved families stop collecting data, unsolved ones are re-weighted
             self.sampler = FamilySampler(cfg.env, cfg.tasks_per_iteration, cfg.seed, cfg.solved_threshold)
@@ -106,7 +114,8 @@ class Trainer:
                 pending.set_result(restored)
             for it in range(start, cfg.iterations):
                 t0 = time.perf_counter()
-                episodes = pending.result() if pending else self._collect(it)
+                episodes = distributed.broadcast_object(pending.result() if pending else self._collect(it),
+                                                        self.accelerator)
                 t1 = time.perf_counter()
                 batch = cfg.algorithm.prepare(episodes)
                 pending = self._pool.submit(self._collect, it + 1) if self._pool and it + 1 < cfg.iterations else None
@@ -123,7 +132,8 @@ class Trainer:
                     "time/rollout_s": t1 - t0, "time/update_s": t2 - t1,
                 })
                 self.log.episodes(f"train_{done:05d}", episodes, cfg.save_episodes)
-                _print_iteration(progress.console, done, cfg.iterations, train, stats, t2 - t0)
+                if self.accelerator.is_main_process:
+                    _print_iteration(progress.console, done, cfg.iterations, train, stats, t2 - t0)
                 progress.update(bar, completed=done)
                 if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.iterations:
                     last_eval = self.evaluate(done)
@@ -132,16 +142,17 @@ class Trainer:
             progress.stop()
             if not last_eval:  # resumed at the end (or eval.every=0): still report where the policy stands
                 last_eval = self.evaluate(cfg.iterations)
-            if self.accelerator.is_main_process:
-                self.learner.save_pretrained(Path(cfg.output_dir) / "final", self.engine.tokenizer)
+            tokenizer = self.engine.tokenizer if self.engine is not None else None
+            self.learner.save_pretrained(Path(cfg.output_dir) / "final", tokenizer)  # every process: ZeRO-3 gathers
             return last_eval
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.close()
 
     def _sync(self) -> None:
-        for update in self.learner.export_updates():
-            self.engine.sync(update)
+        for update in self.learner.export_updates():  # every process: ZeRO-3 gathers the weights
+            if self.engine is not None:
+                self.engine.sync(update)
 
     def _observe(self, episodes) -> dict[str, float]:
         """Multi-task bookkeeping after an update: per-family success, the DPS stage switch."""
@@ -157,20 +168,25 @@ class Trainer:
         return metrics
 
     def _collect(self, it: int):
+        """This iteration's episodes (None on processes other than the main one)."""
         cfg = self.cfg
+        if self.engine is None:
+            return None
         return cfg.algorithm.collect(self.engine, cfg.env, self.sampler.sample(it), cfg.rollouts_per_task, cfg.rollout,
                                      seed=cfg.seed * 7_919 + it, iteration=it)
 
     def evaluate(self, iteration: int) -> dict[str, float]:
         if not self.cfg.eval.tasks:
             return {}
+        if self.engine is None:  # the main process evaluates; the others wait for its numbers
+            return distributed.broadcast_object(None, self.accelerator)
         summary, episodes = evaluate(self.engine, self.cfg.env, self.cfg.rollout, self.cfg.eval)
         metrics = {f"eval/{k}": v for k, v in summary.items()}
         self.log.write(iteration, metrics)
         self.log.episodes(f"eval_{iteration:05d}", episodes, self.cfg.save_episodes)
         self.log.plot()
         print(f"[eval] iteration {iteration}: " + "  ".join(f"{k}={v:.3f}" for k, v in summary.items()), flush=True)
-        return metrics
+        return distributed.broadcast_object(metrics, self.accelerator)
 
     # -- checkpoints ---------------------------------------------------------
     @property
@@ -247,7 +263,8 @@ class Trainer:
     def close(self) -> None:
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
         if self.accelerator.trackers:
             self.accelerator.end_training()
 
