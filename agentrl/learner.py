@@ -235,8 +235,8 @@ class Learner:
         n_episodes = len({s.episode for s in chosen})
         n_tokens = sum(sum(s.loss_mask) for s in chosen)
         # this process's episodes of the minibatch (all of them on one process)
-        episodes = distributed.shard(sorted({s.episode for s in chosen}), self.accelerator)
-        mine = [s for s in chosen if s.episode in set(episodes)]
+        episodes = set(distributed.shard(sorted({s.episode for s in chosen}), self.accelerator))
+        mine = [s for s in chosen if s.episode in episodes]
         total, logs = 0.0, {}
         per_family = self.experts is not None or self.cfg.measure_gradient_conflict
         groups = _by_family(mine, mine) if per_family else {"": mine}
