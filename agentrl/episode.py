@@ -67,6 +67,17 @@ class Episode:
         return sum(bool(t.info.get("invalid_action")) for t in self.turns)
 
     @property
+    def revisits(self) -> bool:
+        """Whether an action led back to an observation seen earlier in the episode. A policy
+        that sees only the current observation (greedy, history 0) then cycles forever."""
+        seen = {self.initial_observation}
+        for turn in self.turns:
+            if turn.observation in seen:
+                return True
+            seen.add(turn.observation)
+        return False
+
+    @property
     def num_policy_tokens(self) -> int:
         return sum(len(t.completion_ids) for t in self.turns)
 

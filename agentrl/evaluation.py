@@ -27,9 +27,11 @@ class EvalConfig:
 
 
 def summarize(episodes: list[Episode]) -> dict[str, float]:
-    """Success rate, mean reward, mean steps, invalid-action rate and failures of a set of episodes."""
+    """Success rate, mean reward, mean steps, invalid-action rate, failures and loop rate (share of
+    episodes that came back to an observation they had seen: `Episode.revisits`) of a set of episodes."""
     if not episodes:
-        return {"success_rate": 0.0, "mean_reward": 0.0, "mean_steps": 0.0, "invalid_action_rate": 0.0, "failed": 0.0}
+        return {"success_rate": 0.0, "mean_reward": 0.0, "mean_steps": 0.0, "invalid_action_rate": 0.0, "failed": 0.0,
+                "loop_rate": 0.0}
     steps = sum(e.num_turns for e in episodes)
     summary = {
         "success_rate": float(np.mean([e.success for e in episodes])),
@@ -37,6 +39,7 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
         "mean_steps": steps / len(episodes),
         "invalid_action_rate": sum(e.invalid_actions for e in episodes) / max(steps, 1),
         "failed": float(sum(e.failed for e in episodes)),
+        "loop_rate": float(np.mean([e.revisits for e in episodes])),
     }
     sim = simulation_accuracy(episodes)  # only for policies that write ReSim traces
     if sim is not None:

@@ -25,7 +25,7 @@ FINAL_STAGE = "after RL"
 STAGE_ORDER = {"untrained": 0, "before RL": 0.5}  # table columns: earlier stages first, this model last
 METRIC_NAMES = {"success_rate": "success rate", "mean_reward": "mean episode reward", "mean_steps": "mean steps",
                 "invalid_action_rate": "invalid action rate", "failed": "failed episodes",
-                "sim_accuracy": "simulation accuracy"}
+                "loop_rate": "loop rate", "sim_accuracy": "simulation accuracy"}
 
 
 @dataclasses.dataclass

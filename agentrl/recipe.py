@@ -148,13 +148,13 @@ def print_summary(results: dict[str, dict], tasks: int) -> None:
 
     table = Table(title=f"Greedy success on {tasks} held-out tasks")
     sim = any("sim_accuracy" in r for r in results.values() if r)  # policies that write ReSim traces
-    for col in ("stage", "success", "mean reward", "mean steps", "invalid actions") + (("simulation accuracy",) if sim else ()):
+    for col in ("stage", "success", "mean reward", "mean steps", "invalid actions", "loops") + (("simulation accuracy",) if sim else ()):
         table.add_column(col)
     for stage in ("untrained", "before RL", "after RL"):
         if results.get(stage):
             r = results[stage]
             row = [stage, f"{r['success_rate']:.1%}", f"{r['mean_reward']:.3f}", f"{r['mean_steps']:.1f}",
-                   f"{r['invalid_action_rate']:.1%}"]
+                   f"{r['invalid_action_rate']:.1%}", f"{r['loop_rate']:.1%}" if "loop_rate" in r else "-"]
             table.add_row(*row, *([f"{r['sim_accuracy']:.1%}" if "sim_accuracy" in r else "-"] if sim else []))
     Console().print(table)
 

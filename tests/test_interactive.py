@@ -176,6 +176,8 @@ def test_eval_table_equals_the_jsonl_it_writes(evaluated):
         "mean_steps": len(turns) / len(episodes),
         "invalid_action_rate": 100 * np.mean([bool(t.info.get("invalid_action")) for t in turns]),
         "failed": float(sum(e.failed for e in episodes)),
+        "loop_rate": 100 * np.mean([len({e.initial_observation, *(t.observation for t in e.turns)}) < 1 + len(e.turns)
+                                    for e in episodes]),
     }
     table = {m.group(1): float(m.group(2)) for m in re.finditer(r"│ (\w+)\s+│\s+(-?[\d.]+)%? │", screen)}
     assert set(table) == set(expected)

@@ -352,3 +352,33 @@ def test_end_on_deadlock_and_progress_reward():
     off = SokobanConfig().make()  # defaults: neither feature, the same push goes on
     off.reset(_task(stuck, 4))
     assert not off.step("up").done
+
+
+def _played(level: str, actions: list[str]):
+    """An Episode of `actions` played in the real env (no model): observations as the env gave them."""
+    from agentrl.episode import Episode, Turn
+
+    env = SokobanConfig(instructions=False, max_steps=10).make()
+    episode = Episode("t", "g", f"g/{'-'.join(actions)}", initial_observation=env.reset(_task(level, 2)))
+    for action in actions:
+        step = env.step(action)
+        episode.turns.append(Turn([], [], [], action=action, observation=step.observation, reward=step.reward))
+        if step.done:
+            episode.success = bool(step.info["success"])
+            break
+    return episode
+
+
+def test_loop_rate_counts_episodes_that_come_back_to_a_seen_observation():
+    from agentrl.evaluation import summarize
+
+    level = "######\n#@ $.#\n######"
+    solved = _played(level, ["right", "right"])
+    back_and_forth = _played(level, ["right", "left"])  # back at the start grid
+    bumps = _played(level, ["up", "up"])  # "You cannot move up." twice over the same grid
+    one_bump = _played(level, ["up", "right", "right"])  # bumped once, then solved: no cycle
+    assert solved.success and one_bump.success and not bumps.success
+    assert bumps.turns[0].observation == bumps.turns[1].observation == "You cannot move up.\n@ $."
+    assert [e.revisits for e in (solved, back_and_forth, bumps, one_bump)] == [False, True, True, False]
+    assert summarize([solved, back_and_forth, bumps, one_bump])["loop_rate"] == 0.5
+    assert summarize([])["loop_rate"] == 0.0
