@@ -382,3 +382,24 @@ def test_loop_rate_counts_episodes_that_come_back_to_a_seen_observation():
     assert [e.revisits for e in (solved, back_and_forth, bumps, one_bump)] == [False, True, True, False]
     assert summarize([solved, back_and_forth, bumps, one_bump])["loop_rate"] == 0.5
     assert summarize([])["loop_rate"] == 0.0
+
+
+def test_value_shaping_pays_the_change_in_solver_value_and_telescopes():
+    # optimal: down, right, right, right; V = 0.9 ** moves left (1 solved, 0 deadlocked)
+    level = "#######\n#@    #\n#   $.#\n#   # #\n#######"
+    env = SokobanConfig(value_shaping=2.0, instructions=False).make()
+    env.reset(_task(level, 4))
+    assert env.value == pytest.approx(0.9 ** 4)
+    assert env.step("down").reward == pytest.approx(2.0 * (0.9 ** 3 - 0.9 ** 4))  # one move closer
+    assert env.step("up").reward == pytest.approx(2.0 * (0.9 ** 4 - 0.9 ** 3))  # back where it began
+    assert env.step("up").reward == 0.0  # blocked by the wall: same state, no shaping
+    rewards = [env.step(move).reward for move in ("down", "right", "right", "right")]
+    assert env.level.solved and rewards[-1] == pytest.approx(1.0 + 2.0 * (1 - 0.9))  # solve bonus + last step
+    total = sum(rewards) + 2.0 * (0.9 ** 3 - 0.9 ** 4) + 2.0 * (0.9 ** 4 - 0.9 ** 3)
+    assert total == pytest.approx(1.0 + 2.0 * (1 - 0.9 ** 4))  # telescopes: solve + c * (V(end) - V(start))
+    # a push into a dead corner loses the whole value at once
+    stuck = "######\n#    #\n# $ .#\n# @  #\n######"
+    env = SokobanConfig(value_shaping=1.0).make()
+    env.reset(_task(stuck, 4))
+    assert env.step("up").reward == pytest.approx(-(0.9 ** 4))
+    assert SokobanConfig().make().value == 0.0  # off by default: no solver calls

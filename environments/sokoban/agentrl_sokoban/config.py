@@ -60,6 +60,10 @@ class SokobanConfig(EnvConfig):
     # partial credit for an unsolved episode: progress_reward * (1 - optimal moves left at the end /
     # optimal moves at the start), 0 when deadlocked; costs one solve per episode end
     progress_reward: float = 0.0
+    # potential-based shaping (Ng et al. 1999): each step adds value_shaping * (V(s') - V(s)),
+    # V = 0.9 ** optimal moves left (1 solved, 0 deadlocked); it sums to V(end) - V(start), so it
+    # never changes which policy is best, but it says at once which move wasted or lost the level
+    value_shaping: float = 0.0
     end_on_deadlock: bool = False  # end the episode (failed) on the push that makes the level unsolvable
     crop_border: bool = True
     instructions: bool = True
@@ -83,6 +87,7 @@ class SokobanConfig(EnvConfig):
             ("max_steps_factor", self.max_steps_factor > 0, "must be > 0"),
             ("max_steps_offset", self.max_steps_offset >= 0, "must be >= 0"),
             ("progress_reward", self.progress_reward >= 0, "must be >= 0"),
+            ("value_shaping", self.value_shaping >= 0, "must be >= 0"),
             ("floor_symbol", self.floor_symbol in (" ", "_", "-"), "must be ' ', '_' or '-'"),
             ("level_file_format", self.level_file_format in ("auto", "boxoban", "xsb"),
              "must be auto, boxoban or xsb"),

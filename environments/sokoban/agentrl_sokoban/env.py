@@ -64,6 +64,7 @@ class SokobanEnv(Env):
         self.steps = 0
         self.done = False
         self.task: Task | None = None
+        self.value = 0.0  # state_value() of the current state, kept only when value_shaping is on
 
     def _optimal_length(self, task: Task) -> int | None:
         if "optimal_length" in task.data:
@@ -100,15 +101,16 @@ class SokobanEnv(Env):
         self.max_steps = self._max_steps(task)
         self.steps = 0
         self.done = False
+        self.value = self.state_value() if self.config.value_shaping else 0.0
         grid = self.render()
         return f"{rules(self.config.floor_symbol)}\n\n{grid}" if self.config.instructions else grid
 
     # --- search support (ReSim): levels are immutable, so a snapshot is a reference -----------
     def snapshot(self) -> tuple:
-        return (self.level, self.steps, self.done)
+        return (self.level, self.steps, self.done, self.value)
 
     def restore(self, snapshot: tuple) -> None:
-        self.level, self.steps, self.done = snapshot
+        self.level, self.steps, self.done, self.value = snapshot
 
     def candidate_actions(self) -> list[str]:
         return list(ACTIONS)
@@ -148,6 +150,9 @@ class SokobanEnv(Env):
                 if cfg.blocked_feedback:
                     observation = f"{blocked_message(move)}\n{observation}"
         info["boxes_on_target"] = self.level.boxes_on_target
+        if cfg.value_shaping:
+            value, self.value = self.value, self.state_value()
+            reward += cfg.value_shaping * (self.value - value)
         remaining = None
         if cfg.end_on_deadlock and move is not None and result.pushed is not None and not self.level.solved:
             remaining = moves_to_solve_cached(render_level(self.level))
