@@ -63,6 +63,7 @@ class SokobanConfig(EnvConfig):
     # potential-based shaping (Ng et al. 1999): each step adds value_shaping * (V(s') - V(s)),
     # V = 0.9 ** optimal moves left (1 solved, 0 deadlocked); it sums to V(end) - V(start), so it
     # never changes which policy is best, but it says at once which move wasted or lost the level
+    # (a state the solver gives up on counts as V = 0, like a deadlock: keep it to solvable sizes)
     value_shaping: float = 0.0
     end_on_deadlock: bool = False  # end the episode (failed) on the push that makes the level unsolvable
     crop_border: bool = True
