@@ -84,8 +84,23 @@ def test_corrupted_latest_checkpoint_resumes_from_the_previous_one(sft_model, so
 
 
 KILLED_RUN = """
-import pickle, sys
+import pickle, sys, time
+from pathlib import Path
+from agentrl.learner import Learner
 from agentrl.trainer import Trainer
+
+update, calls = Learner.update, []
+
+
+def update_that_stalls_in_iteration_3(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:  # the injected fault: iteration 3 says it has started, then hangs until killed
+        Path(sys.argv[2]).touch()
+        time.sleep(600)
+    return update(self, *args, **kwargs)
+
+
+Learner.update = update_that_stalls_in_iteration_3
 Trainer(pickle.load(open(sys.argv[1], "rb"))).fit()
 """
 
@@ -101,17 +116,20 @@ def test_sigkill_mid_iteration_then_resume_loses_and_repeats_nothing(sft_model, 
                save_episodes=1000)
     (tmp_path / "cfg.pkl").write_bytes(pickle.dumps(cfg))
     (tmp_path / "run.py").write_text(KILLED_RUN)
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "cfg.pkl")],
+    in_iteration_3 = tmp_path / "in_iteration_3"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "cfg.pkl"), str(in_iteration_3)],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr.txt").open("wb"))
     sealed = tmp_path / "killed" / "checkpoints" / "iter_000002"
     deadline = time.monotonic() + 300
-    while not sealed.exists() and proc.poll() is None and time.monotonic() < deadline:
+    # a fixed sleep after checkpoint 2 once let iteration 3 finish first on a fast machine: the run
+    # itself says when it is inside iteration 3's update
+    while not in_iteration_3.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    if not sealed.exists():
+    if not in_iteration_3.exists():
         proc.kill()  # never leave the run behind
-    assert sealed.exists(), (tmp_path / "stderr.txt").read_text()[-3000:] if proc.poll() is not None else "timed out"
-    time.sleep(0.3)  # into iteration 3
+    assert in_iteration_3.exists(), (tmp_path / "stderr.txt").read_text()[-3000:] if proc.poll() is not None else "timed out"
+    assert sealed.exists()
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (tmp_path / "killed" / "checkpoints" / "iter_000003").exists(), "killed too late: iteration 3 done"
