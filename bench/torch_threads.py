@@ -15,20 +15,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 
 import torch  # noqa: E402
 
-from agentrl.algorithms import LOOP  # noqa: E402
 from agentrl.engines import EngineConfig, make_engine  # noqa: E402
-from agentrl.learner import Learner, LearnerConfig, LoraSettings  # noqa: E402
-from agentrl.rollout import RolloutConfig, collect_sync  # noqa: E402
+from agentrl.learner import Learner  # noqa: E402
+from agentrl.rollout import collect_sync  # noqa: E402
 from agentrl.tasks import TaskSampler  # noqa: E402
-from agentrl_sokoban import SokobanConfig  # noqa: E402
 
 
 def one_iteration(engine, learner, algorithm, env, tasks, k, rollout) -> tuple[float, float, int]:
@@ -41,28 +43,29 @@ def one_iteration(engine, learner, algorithm, env, tasks, k, rollout) -> tuple[f
 
 
 def main() -> None:
+    import loop_sokoban
+
+    recipe = loop_sokoban.cpu_preset()  # the demo's env, rollout, algorithm and learner settings
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="an HF checkpoint; default: build the demo's local model")
     p.add_argument("--engine", nargs="+", default=["hf", "vllm"], choices=["hf", "vllm"])
-    p.add_argument("--levels", type=int, default=32)
-    p.add_argument("--group", type=int, default=8)
+    p.add_argument("--levels", type=int, default=recipe.rl.tasks_per_iteration)
+    p.add_argument("--group", type=int, default=recipe.rl.rollouts_per_task)
     p.add_argument("--repeats", type=int, default=2, help="rounds of (2 threads, 1 thread)")
     args = p.parse_args()
 
-    # the demo's environment and rollout settings (recipes/loop_sokoban.py, cpu preset)
-    env = SokobanConfig(width=6, height=6, num_boxes=1, max_inner_walls=3, max_solution_length=8,
-                        crop_border=True, instructions=False)
-    rollout = RolloutConfig(max_turns=30, max_new_tokens=4, temperature=1.0, history=0)
+    env, rollout = recipe.rl.env, recipe.rl.rollout
     model = args.model
     if model is None:
         from agentrl.model_builder import build_local_model
 
         model = os.path.join(tempfile.mkdtemp(prefix="bench-threads-"), "model")
-        build_local_model(model, env_configs=[env])
+        lm = recipe.local_model
+        build_local_model(model, env_configs=[env], hidden_size=lm.hidden_size, num_layers=lm.layers,
+                          num_heads=lm.heads, intermediate_size=lm.intermediate_size, vocab_size=lm.vocab_size)
     tasks = TaskSampler(env, args.levels, seed=0).sample(0)
-    algorithm = LOOP(group_minibatches=True, min_abs_advantage=0.0)
-    learner = Learner(model, LearnerConfig(lr=1e-4, weight_decay=0.0, max_grad_norm=1.0,
-                                           lora=LoraSettings(enabled=False)))
+    algorithm = replace(recipe.rl.algorithm, min_abs_advantage=0.0)
+    learner = Learner(model, recipe.rl.learner)
     default_threads = torch.get_num_threads()
     rows = []
     for backend in args.engine:
